@@ -1,0 +1,1 @@
+"""Prefect flows: wiring and parameters only; the work lives in ``tasks``."""

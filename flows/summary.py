@@ -1,0 +1,37 @@
+"""Run a task, note whether it ran or came from cache and how long it took, and print that."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class StageRun:
+    stage: str
+    state: str  # "Completed" (ran) or "Cached"
+    seconds: float
+
+
+def run_stage(task, log: list[StageRun], **kwargs: Any) -> Any:
+    """Call ``task``, append its state and wall time to ``log``, return its result (or raise)."""
+    started = time.perf_counter()
+    state = task(**kwargs, return_state=True)
+    result = state.result()  # raises the task's exception if it failed
+    log.append(StageRun(task.name, state.name, time.perf_counter() - started))
+    return result
+
+
+def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str) -> str:
+    rows = [f"  {s.stage:<11} {'cached' if s.state == 'Cached' else 'ran':<7} {s.seconds:6.1f} s"
+            for s in stages]
+    tf_note = "imported" if "tensorflow" in sys.modules else "not imported"
+    return "\n".join([
+        "Stages:", *rows,
+        "Metrics: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                for k, v in metrics.items()),
+        f"TensorFlow: {tf_note}",
+        f"Report: {report_path}",
+    ])

@@ -1,0 +1,136 @@
+"""Cross-run caching for the stages: what a cache key is made of, and when a hit is trusted.
+
+Prefect's default policy (INPUTS + TASK_SOURCE + RUN_ID) only hits inside one flow
+run, hashes only the task body, and trusts a record even when the files it names
+are gone. A stage's key here is
+
+    stage name + code version + inputs
+
+where the code version hashes the source files of every module the stage uses (so a
+change in a helper invalidates it) and the versions of the libraries that shape its
+result, and the inputs are small JSON values: parameters plus the ``{dir, files,
+hash}`` descriptions that upstream stages return, never arrays. Before a record is
+trusted, the files it describes are re-hashed; if one was deleted or damaged, the
+record is dropped and the stage runs again under the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.locking.filesystem import FileSystemLockManager
+from prefect.transactions import get_transaction
+
+from tasks import paths
+from tasks.storage import invalid_outputs, sha256_json
+
+logger = logging.getLogger(__name__)
+
+
+def code_version(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> str:
+    """Hash the source of ``modules`` and the installed versions of ``packages``.
+
+    Modules are located with ``find_spec`` and read as bytes: nothing is imported,
+    so computing the version of the training stage never imports TensorFlow.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"cannot locate source of module {name!r}")
+        digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+    for package in sorted(packages):
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{package}=={version}\0".encode())
+    return digest.hexdigest()
+
+
+def stage_key(stage: str, modules: tuple[str, ...], inputs: dict[str, Any],
+              packages: tuple[str, ...] = ()) -> str:
+    """The cache key of one stage run; also names the directory its outputs go to."""
+    material = {"stage": stage, "code": code_version(modules, packages), "inputs": inputs}
+    return f"{stage}-{sha256_json(material)[:24]}"
+
+
+def described_outputs(value: Any) -> list[dict[str, Any]]:
+    """Find the ``{dir, files, hash}`` descriptions inside a stage's return value."""
+    if isinstance(value, dict):
+        if {"dir", "files"} <= value.keys():
+            return [value]
+        return [d for v in value.values() for d in described_outputs(v)]
+    return []
+
+
+@dataclass
+class StageCache(CachePolicy):
+    """Cache policy of one stage; see the module docstring."""
+
+    stage: str = ""
+    modules: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    record_dir: Path = field(default_factory=paths.cache_dir)
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str:
+        kept = {name: value for name, value in inputs.items() if name not in self.ignore}
+        key = stage_key(self.stage, self.modules, kept, self.packages)
+        self._drop_record_if_outputs_invalid(task_ctx, key)
+        return key
+
+    def _drop_record_if_outputs_invalid(self, task_ctx, key: str) -> None:
+        store = task_ctx.result_store
+        if not store.exists(key):
+            return
+        recorded = described_outputs(store.read(key).result)
+        problems = [problem for outputs in recorded for problem in invalid_outputs(outputs)]
+        if problems:
+            # Prefect would return the stale record as a cache hit; removing it makes
+            # the transaction miss, so the stage rebuilds its outputs under this key.
+            logger.warning("Cached %s outputs are no longer valid (%s); rebuilding.",
+                           self.stage, "; ".join(problems))
+            record = self.record_dir / key
+            store.cache.pop(str(record), None)
+            record.unlink(missing_ok=True)
+
+
+def current_cache_key() -> str:
+    """The cache key of the running stage; stages name their output directory after it."""
+    transaction = get_transaction()
+    if transaction is None or not transaction.key:
+        raise RuntimeError("current_cache_key() must be called inside a cached Prefect task run")
+    return transaction.key
+
+
+def stage_task_options(stage: str, modules: tuple[str, ...], packages: tuple[str, ...] = (),
+                       ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Keyword arguments for ``@task`` that give a stage persistent, locked caching.
+
+    ``ignore`` names task parameters that cannot change the result and so stay out
+    of the key (e.g. which of two identical cache files is read).
+    """
+    record_dir = paths.cache_dir()
+    policy = StageCache(stage=stage, modules=modules, packages=packages, ignore=ignore,
+                        record_dir=record_dir)
+    # SERIALIZABLE + file locks: two runs with the same key never both compute it;
+    # the second waits for the first and then reads its record as a cache hit.
+    policy = policy.configure(
+        isolation_level="SERIALIZABLE",
+        lock_manager=FileSystemLockManager(lock_files_directory=record_dir / "locks"),
+    )
+    return {
+        "name": stage,
+        "cache_policy": policy,
+        "persist_result": True,
+        "result_storage": record_dir,
+        "result_serializer": "json",
+    }

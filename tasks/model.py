@@ -1,0 +1,137 @@
+"""The seed's shallow autoencoder and a fast way to train it.
+
+Why not ``model.fit``: for a model this small, Keras' per-step Python and
+data-adapter overhead dominates (about 3.9 s/epoch on 2 cores for 12.5 GFLOP of
+work). Here the data stays in memory as one tensor, each step is an XLA-compiled
+function, and a whole epoch (shuffle, gather, steps) runs inside one
+``tf.function``, so Python is entered once per epoch. The math is what ``fit``
+does: the same layers, Adam, binary cross-entropy averaged per batch, batches
+of ``batch_size`` in a fresh order each epoch with a smaller last batch, the
+epoch loss as the sample-weighted mean of batch losses, validation loss after
+each epoch, and EarlyStopping on the training loss (``min_delta``/``patience``
+as in ``keras.callbacks.EarlyStopping``). The models remain ordinary Keras
+models, saved and loaded with ``keras.models.load_model``.
+
+This module imports TensorFlow; only the train and evaluate stages import it,
+and only when they actually run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Level 3 also hides "failed call to cuInit" on machines without a GPU; Python
+# exceptions are unaffected. Set TF_CPP_MIN_LOG_LEVEL yourself to see more.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def build_autoencoder(input_dim: int, latent_dim: int, learning_rate: float,
+                      seed: int) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """Return (autoencoder, encoder, decoder): Dense(latent, relu) -> Dense(input, sigmoid)."""
+    encoder = keras.Sequential(
+        [keras.Input((input_dim,)),
+         keras.layers.Dense(latent_dim, activation="relu",
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed))],
+        name="encoder")
+    decoder = keras.Sequential(
+        [keras.Input((latent_dim,)),
+         keras.layers.Dense(input_dim, activation="sigmoid",
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1))],
+        name="decoder")
+    inputs = keras.Input((input_dim,), name="pixels")
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    return autoencoder, encoder, decoder
+
+
+class EarlyStopping:
+    """Keras' EarlyStopping rule on a monitored value that should decrease."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.wait = math.inf, 0
+
+    def should_stop(self, value: float) -> bool:
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_size: int):
+    """Compile a one-epoch training function and a full-set loss function for ``autoencoder``.
+
+    The epoch is a single XLA program: a while loop over the full batches plus one
+    step for the remainder. Measured on 2 cores: 0.22 s/epoch, against 0.35 s with
+    an XLA step called from a ``tf.function`` loop and about 3 s with ``model.fit``.
+    """
+    n_samples = int(x_train.shape[0])
+    n_full, remainder = divmod(n_samples, batch_size)
+    loss_fn = keras.losses.BinaryCrossentropy()
+    optimizer = autoencoder.optimizer
+    variables = autoencoder.trainable_variables
+
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(batch, autoencoder(batch, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    @tf.function(jit_compile=True)
+    def train_epoch(order):
+        def body(step, total):
+            batch = tf.gather(x_train, tf.slice(order, [step * batch_size], [batch_size]))
+            return step + 1, total + train_step(batch) * batch_size
+
+        _, total = tf.while_loop(lambda step, _: step < n_full, body,
+                                 (tf.constant(0), tf.constant(0.0)))
+        if remainder:
+            total += train_step(tf.gather(x_train, order[n_full * batch_size:])) * remainder
+        return total / n_samples
+
+    @tf.function(jit_compile=True)
+    def mean_loss(x):
+        return loss_fn(x, autoencoder(x, training=False))
+
+    return train_epoch, mean_loss
+
+
+def fit_autoencoder(
+    autoencoder: keras.Model,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    seed: int,
+    initial_epoch: int = 0,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train in place; return one ``{epoch, loss, val_loss, seconds}`` row per epoch run."""
+    train_tensor, val_tensor = tf.constant(x_train), tf.constant(x_val)
+    train_epoch, mean_loss = make_epoch_functions(autoencoder, train_tensor, batch_size)
+    rng = np.random.default_rng(seed)
+    stopper = EarlyStopping(patience)
+    history = []
+    for epoch in range(initial_epoch, epochs):
+        started = time.perf_counter()
+        order = tf.constant(rng.permutation(len(x_train)).astype(np.int32))
+        loss = float(train_epoch(order))
+        row = {"epoch": epoch + 1, "loss": loss, "val_loss": float(mean_loss(val_tensor)),
+               "seconds": time.perf_counter() - started}
+        history.append(row)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, row)
+        if stopper.should_stop(loss):
+            break
+    return history

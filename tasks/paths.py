@@ -1,0 +1,44 @@
+"""Where things live. Every path the pipeline reads or writes is derived here.
+
+Nothing is created at import time; stages create the directories they write to.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_ARTIFACTS_DIR = PROJECT_ROOT / "artifacts"
+
+# Prefect cache records (small JSON-like results and their locks). Override with
+# MNIST_AE_CACHE_DIR, e.g. to share one cache between clones or to isolate tests.
+CACHE_DIR_ENV = "MNIST_AE_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV, PROJECT_ROOT / ".cache" / "prefect")).resolve()
+
+
+def resolve_dir(path: str | Path) -> Path:
+    """Resolve a user-given directory relative to the project root, not the CWD.
+
+    A Prefect worker may start the flow from another working directory; anchoring
+    relative paths at the project keeps local runs and deployment runs identical.
+    """
+    path = Path(path).expanduser()
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+
+
+def raw_dir(data_dir: Path, dataset: str) -> Path:
+    return data_dir / "raw" / dataset
+
+
+def processed_dir(data_dir: Path, dataset: str, key: str) -> Path:
+    return data_dir / "processed" / dataset / key
+
+
+def stage_dir(artifacts_dir: Path, stage: str, key: str) -> Path:
+    """Outputs of one stage for one cache key: runs with other inputs never overwrite them."""
+    return artifacts_dir / stage / key
