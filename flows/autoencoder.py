@@ -67,7 +67,10 @@ def mnist_autoencoder(
     written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
                         evaluation=evaluation, artifacts_dir=params["artifacts_dir"])
     report_path = str(Path(written["dir"]) / "report.md")
+    outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
+               "report": written}
     return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],
+            "outputs": {stage: value["dir"] for stage, value in outputs.items()},
             "report": report_path,
             "summary": format_summary(stages, evaluation["metrics"], report_path)}
 

@@ -55,10 +55,26 @@ def code_version(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> st
     return digest.hexdigest()
 
 
+def content_only(value: Any) -> Any:
+    """Replace each upstream ``{dir, files, hash}`` description by its content hash.
+
+    Where an upstream output lives (its directory is named after the upstream key,
+    which includes the upstream code version) must not matter downstream: an
+    upstream stage that reruns and writes byte-identical files leaves its
+    dependents cached.
+    """
+    if isinstance(value, dict):
+        if {"dir", "files", "hash"} <= value.keys():
+            return {"content": value["hash"]}
+        return {k: content_only(v) for k, v in value.items()}
+    return value
+
+
 def stage_key(stage: str, modules: tuple[str, ...], inputs: dict[str, Any],
               packages: tuple[str, ...] = ()) -> str:
     """The cache key of one stage run; also names the directory its outputs go to."""
-    material = {"stage": stage, "code": code_version(modules, packages), "inputs": inputs}
+    material = {"stage": stage, "code": code_version(modules, packages),
+                "inputs": content_only(inputs)}
     return f"{stage}-{sha256_json(material)[:24]}"
 
 

@@ -114,16 +114,16 @@ def fit_autoencoder(
     batch_size: int,
     patience: int,
     seed: int,
-    initial_epoch: int = 0,
+    min_delta: float = 0.0,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train in place; return one ``{epoch, loss, val_loss, seconds}`` row per epoch run."""
     train_tensor, val_tensor = tf.constant(x_train), tf.constant(x_val)
     train_epoch, mean_loss = make_epoch_functions(autoencoder, train_tensor, batch_size)
     rng = np.random.default_rng(seed)
-    stopper = EarlyStopping(patience)
+    stopper = EarlyStopping(patience, min_delta)
     history = []
-    for epoch in range(initial_epoch, epochs):
+    for epoch in range(epochs):
         started = time.perf_counter()
         order = tf.constant(rng.permutation(len(x_train)).astype(np.int32))
         loss = float(train_epoch(order))

@@ -76,7 +76,8 @@ def write_npz(path: Path, splits: dict[str, Split], metadata: dict[str, Any]) ->
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with archive.open(info, "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+                np.lib.format.write_array(handle, np.asarray(array, order="C"),
+                                        allow_pickle=False)
 
 
 def write_parquet(path: Path, splits: dict[str, Split], metadata: dict[str, Any]) -> None:

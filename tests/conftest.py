@@ -1,0 +1,62 @@
+"""Test isolation. Prefect reads its settings when imported, so they are set here first.
+
+Every test session gets its own PREFECT_HOME, result storage and stage cache in a
+temporary directory: cache records never leak between sessions or into the
+project's own ``.cache``.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mnist-ae-tests-"))
+os.environ.update({
+    "PREFECT_HOME": str(_SESSION_DIR / "prefect-home"),
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_SESSION_DIR / "prefect-results"),
+    "MNIST_AE_CACHE_DIR": str(_SESSION_DIR / "stage-cache"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+})
+os.environ.pop("PREFECT_API_URL", None)
+
+import pytest  # noqa: E402
+
+from tests import synthetic  # noqa: E402
+
+MNIST_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def session_dir():
+    yield _SESSION_DIR
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(session_dir):
+    """One real Prefect API server (SQLite in the session's PREFECT_HOME) for the whole session."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def synthetic_source(session_dir):
+    """A directory of synthetic IDX files, pinned in the registry as dataset ``synthetic``."""
+    directory = session_dir / "synthetic-source"
+    spec = synthetic.write_dataset(directory)
+    from tasks.download import DATASETS
+
+    DATASETS[synthetic.NAME] = spec
+    return directory
+
+
+@pytest.fixture
+def mnist_mirror():
+    if not (MNIST_MIRROR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST mirror not found at {MNIST_MIRROR}")
+    return MNIST_MIRROR

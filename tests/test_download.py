@@ -1,0 +1,115 @@
+import gzip
+import http.server
+import threading
+import urllib.error
+
+import pytest
+
+from tasks import download as dl
+from tests import synthetic
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    spec = synthetic.write_dataset(tmp_path / "mirror", n_train=20, n_test=5)
+    monkeypatch.setitem(dl.DATASETS, "tiny", spec)
+    return spec
+
+
+def test_downloads_from_local_directory_and_verifies(tmp_path, spec):
+    logs = []
+    result = dl.download_dataset("tiny", str(tmp_path / "mirror"), tmp_path / "raw",
+                                 log=logs.append)
+    assert sorted(result["files"]) == sorted(name for name, _ in spec.files.values())
+    assert all("verified" in line for line in logs)
+    # a second call finds every file present and valid and fetches nothing
+    logs.clear()
+    again = dl.download_dataset("tiny", f"file://{tmp_path / 'mirror'}", tmp_path / "raw",
+                                log=logs.append)
+    assert again == result and all("present and verified" in line for line in logs)
+
+
+def test_recompressed_copy_passes_because_the_payload_is_checked(tmp_path, spec):
+    mirror = tmp_path / "mirror"
+    for name, _ in spec.files.values():
+        payload = gzip.decompress((mirror / name).read_bytes())
+        (mirror / name).write_bytes(gzip.compress(payload, compresslevel=1, mtime=12345))
+    dl.download_dataset("tiny", str(mirror), tmp_path / "raw", log=lambda _: None)
+
+
+def test_corrupted_source_fails_naming_file_and_source_and_writes_nothing(tmp_path, spec):
+    mirror = tmp_path / "mirror"
+    name = spec.files["train_images"][0]
+    payload = bytearray(gzip.decompress((mirror / name).read_bytes()))
+    payload[-1] ^= 0xFF
+    (mirror / name).write_bytes(gzip.compress(bytes(payload)))
+    with pytest.raises(dl.DownloadError) as excinfo:
+        dl.download_dataset("tiny", str(mirror), tmp_path / "raw", log=lambda _: None)
+    message = str(excinfo.value)
+    assert name in message and str(mirror) in message and "does not match" in message
+    raw = tmp_path / "raw"
+    assert not (raw / name).exists()
+    assert not raw.exists() or not [p for p in raw.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_invalid_existing_file_is_replaced(tmp_path, spec):
+    raw = tmp_path / "raw"
+    name = spec.files["test_labels"][0]
+    raw.mkdir()
+    (raw / name).write_bytes(b"garbage")
+    dl.download_dataset("tiny", str(tmp_path / "mirror"), raw, log=lambda _: None)
+    assert dl.is_valid_file(raw / name, spec.files["test_labels"][1])
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files from ``root``; the first ``failures`` requests per path get HTTP 500."""
+
+    root = None
+    failures = 0
+    seen: dict = {}
+
+    def do_GET(self):  # noqa: N802
+        count = self.seen[self.path] = self.seen.get(self.path, 0) + 1
+        path = self.root / self.path.lstrip("/")
+        if count <= self.failures:
+            self.send_error(500)
+        elif not path.exists():
+            self.send_error(404)
+        else:
+            body = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_mirror(tmp_path, spec):
+    handler = type("Handler", (FlakyHandler,), {"root": tmp_path / "mirror", "failures": 1,
+                                                "seen": {}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_500_is_retried_with_backoff_then_succeeds(tmp_path, http_mirror):
+    url, handler = http_mirror
+    sleeps = []
+    dl.download_dataset("tiny", url, tmp_path / "raw", log=lambda _: None, sleep=sleeps.append,
+                        backoff=0.01)
+    assert len(sleeps) == 4 and all(0 <= s <= 0.01 for s in sleeps)  # one retry per file
+    assert all(count == 2 for count in handler.seen.values())
+
+
+def test_404_is_not_retried(http_mirror):
+    url, handler = http_mirror
+    handler.failures = 0
+    with pytest.raises(urllib.error.HTTPError):
+        dl.fetch_with_retries(url + "missing.gz", sleep=lambda _: pytest.fail("retried a 404"))
+    assert handler.seen == {"/missing.gz": 1}

@@ -1,0 +1,153 @@
+"""The flow on the real Prefect engine and API: which stages rerun when what changes.
+
+Runs share one data and artifacts directory, so each test starts from the cache
+state the baseline run left. The synthetic dataset keeps every training run to
+a few seconds.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.autoencoder import mnist_autoencoder
+from tests import synthetic
+
+PROJECT = Path(__file__).resolve().parents[1]
+STAGES = ("download", "preprocess", "train", "evaluate", "report")
+
+
+@pytest.fixture(scope="module")
+def base(prefect_api, synthetic_source, tmp_path_factory):
+    root = tmp_path_factory.mktemp("flow")
+    params = {"dataset": synthetic.NAME, "source": str(synthetic_source), "val_size": 100,
+              "epochs": 2, "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
+              "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
+    first = mnist_autoencoder(**params)
+    assert states(first) == dict.fromkeys(STAGES, "ran")
+    return params, first
+
+
+def states(result):
+    return {s["stage"]: "cached" if s["state"] == "Cached" else "ran" for s in result["stages"]}
+
+
+def expect(*ran):
+    return {stage: "ran" if stage in ran else "cached" for stage in STAGES}
+
+
+def cli_run(params, api_url, cwd=PROJECT, **changes):
+    """Run the flow's command line in a fresh interpreter against the same API and caches."""
+    args = [f"--{k}={v}" for k, v in (params | changes).items()]
+    code = ("import sys; from tests.synthetic import register; register(sys.argv[1]); "
+            "from flows.autoencoder import mnist_autoencoder; from flows.cli import main; "
+            "main(mnist_autoencoder, sys.argv[2:])")
+    env = os.environ | {"PREFECT_API_URL": api_url, "PYTHONPATH": str(cwd)}
+    proc = subprocess.run([sys.executable, "-c", code, params["source"], *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def summary_states(stdout):
+    lines = [line.split() for line in stdout.splitlines() if line.startswith("  ")]
+    return {parts[0]: parts[1] for parts in lines if parts[0] in STAGES}
+
+
+def test_baseline_produces_model_metrics_and_report(base):
+    _, result = base
+    report = Path(result["report"])
+    assert report.is_file() and "binary cross-entropy" in report.read_text()
+    assert 0 < result["metrics"]["test_bce"] < 0.69  # below the loss of predicting 0.5 everywhere
+    for figure in ("loss_curves.png", "samples.png", "argmax_confusion.png"):
+        assert (report.parent / figure).stat().st_size > 1000
+
+
+def test_identical_rerun_is_all_cached(base):
+    params, first = base
+    again = mnist_autoencoder(**params)
+    assert states(again) == expect()
+    assert again["metrics"] == first["metrics"] and again["report"] == first["report"]
+
+
+def test_cached_rerun_in_a_fresh_process_never_imports_tensorflow(base, prefect_api):
+    params, _ = base
+    stdout = cli_run(params, prefect_api)
+    assert summary_states(stdout) == expect()
+    assert "TensorFlow: not imported" in stdout
+
+
+def test_changing_epochs_reruns_train_evaluate_report_only(base):
+    params, first = base
+    result = mnist_autoencoder(**params | {"epochs": 3})
+    assert states(result) == expect("train", "evaluate", "report")
+    assert result["report"] != first["report"]  # the first run's outputs stay where they were
+    assert Path(first["report"]).is_file()
+    assert states(mnist_autoencoder(**params)) == expect()
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"val_size": 150}])
+def test_changing_the_split_reruns_preprocess_onward(base, change):
+    params, _ = base
+    assert states(mnist_autoencoder(**params | change)) == expect(*STAGES[1:])
+
+
+def test_switching_cache_format_reads_parquet_without_retraining(base):
+    params, first = base
+    assert states(mnist_autoencoder(**params | {"cache_format": "parquet"})) == expect()
+    result = mnist_autoencoder(**params | {"cache_format": "parquet", "epochs": 4})
+    assert states(result) == expect("train", "evaluate", "report")
+    assert result["metrics"]["test_bce"] < first["metrics"]["test_bce"] * 1.2
+
+
+def test_deleted_model_is_rebuilt_not_returned_stale(base):
+    params, first = base
+    model = Path(first["outputs"]["train"]) / "autoencoder.keras"
+    model.unlink()
+    result = mnist_autoencoder(**params)
+    assert states(result)["train"] == "ran" and states(result)["preprocess"] == "cached"
+    assert result["outputs"]["train"] == first["outputs"]["train"] and model.is_file()
+    # the saved model embeds its save time, so what depends on its content reruns too
+    assert states(result) == expect("train", "evaluate", "report")
+    assert Path(result["report"]).is_file()
+
+
+def test_deleted_split_is_rebuilt_and_identical_content_keeps_training_cached(base):
+    params, first = base
+    npz = Path(first["outputs"]["preprocess"]) / "splits.npz"
+    npz.unlink()
+    result = mnist_autoencoder(**params)
+    assert states(result) == expect("preprocess")  # rebuilt byte for byte: nothing downstream
+    assert npz.is_file()
+
+
+def test_corrupted_split_is_detected_by_hash_and_rebuilt(base):
+    params, first = base
+    npz = Path(first["outputs"]["preprocess"]) / "splits.npz"
+    with open(npz, "r+b") as handle:  # same size, one byte flipped deep inside
+        handle.seek(npz.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert states(mnist_autoencoder(**params)) == expect("preprocess")
+
+
+def test_changing_a_helper_module_invalidates_its_stage(base, prefect_api, tmp_path):
+    """Edit a helper of preprocess (tasks/idx.py) in a copy of the project: preprocess reruns."""
+    params, _ = base
+    copy = tmp_path / "project"
+    for package in ("flows", "tasks", "tests"):
+        shutil.copytree(PROJECT / package, copy / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    idx = copy / "tasks" / "idx.py"
+    source = idx.read_text()
+    marker = '    if len(data) < 4:\n'
+    assert marker in source
+    edit = "    data = bytes(data)  # edited by the test\n"
+    idx.write_text(source.replace(marker, edit + marker))
+    stdout = cli_run(params, prefect_api, cwd=copy)
+    assert summary_states(stdout) == expect("preprocess")
+    assert "TensorFlow: not imported" in stdout

@@ -1,0 +1,73 @@
+import inspect
+import os
+
+import pytest
+
+from flows.autoencoder import mnist_autoencoder
+from flows.cli import build_parser
+from flows.params import ParameterError, resolved, validate_params
+
+SIGNATURE = inspect.signature(mnist_autoencoder.fn)
+DEFAULTS = {name: p.default for name, p in SIGNATURE.parameters.items()}
+
+
+def check(**changes):
+    validate_params(resolved(DEFAULTS | changes))
+
+
+def test_defaults_are_valid_and_match_the_seed():
+    check()
+    assert (DEFAULTS["latent_dim"], DEFAULTS["batch_size"], DEFAULTS["epochs"]) == (32, 256, 50)
+    assert DEFAULTS["val_size"] == 10_000
+
+
+@pytest.mark.parametrize("changes, name, hint", [
+    ({"dataset": "cifar"}, "dataset", "fashion_mnist"),
+    ({"latent_dim": 0}, "latent_dim", "at least 1"),
+    ({"epochs": 0}, "epochs", "at least 1"),
+    ({"batch_size": -4}, "batch_size", "at least 1"),
+    ({"val_size": 60_000}, "val_size", "must leave training data"),
+    ({"val_size": 0}, "val_size", "must leave training data"),
+    ({"cache_format": "csv"}, "cache_format", "parquet"),
+    ({"learning_rate": 0.0}, "learning_rate", "(0, 1]"),
+    ({"patience": 0}, "patience", "at least 1"),
+    ({"seed": -1}, "seed", "non-negative"),
+    ({"source": "/no/such/mirror"}, "source", "is not a directory"),
+    ({"source": "file:///no/such/mirror"}, "source", "is not a directory"),
+])
+def test_bad_parameters_are_named_with_the_allowed_values(changes, name, hint):
+    with pytest.raises(ParameterError) as excinfo:
+        check(**changes)
+    message = str(excinfo.value)
+    assert f"Invalid parameter {name}=" in message and hint in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_unwritable_artifacts_dir_is_rejected(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ParameterError, match="artifacts_dir"):
+        check(artifacts_dir=str(locked / "artifacts"))
+
+
+def test_artifacts_dir_under_a_file_is_rejected(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ParameterError, match="artifacts_dir"):
+        check(artifacts_dir=str(tmp_path / "file" / "artifacts"))
+
+
+def test_relative_dirs_are_anchored_at_the_project():
+    params = resolved(DEFAULTS)
+    assert os.path.isabs(params["data_dir"]) and params["data_dir"].endswith("/data")
+
+
+def test_cli_exposes_every_flow_parameter_with_its_default():
+    parser = build_parser(mnist_autoencoder)
+    args = vars(parser.parse_args([]))
+    assert args == DEFAULTS
+    parsed = vars(parser.parse_args(["--epochs", "3", "--learning-rate", "0.01",
+                                     "--source", "x", "--val_size", "5"]))
+    assert parsed["epochs"] == 3 and parsed["learning_rate"] == 0.01
+    assert parsed["source"] == "x" and parsed["val_size"] == 5
+    help_text = parser.format_help()
+    assert "--latent-dim" in help_text and "(default: 32)" in help_text
