@@ -1,0 +1,54 @@
+"""Write and load times of the two split cache formats on real MNIST, side by side.
+
+    python -m benchmarks.cache_formats [--source ../shared/data/mnist] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tasks.download import DATASETS, download_dataset
+from tasks.idx import load_images_and_labels
+from tasks.paths import PROJECT_ROOT
+from tasks.preprocess import FILE_NAMES, build_splits, load_splits, write_npz, write_parquet
+
+WRITERS = {"npz": write_npz, "parquet": write_parquet}
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default=str(PROJECT_ROOT.parent / "shared/data/mnist"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        download_dataset("mnist", args.source, tmp / "raw", log=lambda _: None)
+        names = {role: name for role, (name, _) in DATASETS["mnist"].files.items()}
+        train = load_images_and_labels(tmp / "raw" / names["train_images"],
+                                       tmp / "raw" / names["train_labels"])
+        test = load_images_and_labels(tmp / "raw" / names["test_images"],
+                                      tmp / "raw" / names["test_labels"])
+        splits = build_splits(*train, *test, val_size=10_000, seed=0)
+        print(f"{'format':<8} {'write s':>8} {'load s':>8} {'MB':>7}   (median of {args.repeats})")
+        for fmt, writer in WRITERS.items():
+            path = tmp / FILE_NAMES[fmt]
+            write = median_seconds(lambda: writer(path, splits, {"benchmark": True}), args.repeats)
+            load = median_seconds(lambda: load_splits(tmp, fmt), args.repeats)
+            print(f"{fmt:<8} {write:8.2f} {load:8.2f} {path.stat().st_size / 1e6:7.1f}")
+
+
+if __name__ == "__main__":
+    main()
