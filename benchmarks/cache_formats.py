@@ -45,8 +45,9 @@ def main() -> None:
         print(f"{'format':<8} {'write s':>8} {'load s':>8} {'MB':>7}   (median of {args.repeats})")
         for fmt, writer in WRITERS.items():
             path = tmp / FILE_NAMES[fmt]
-            write = median_seconds(lambda: writer(path, splits, {"benchmark": True}), args.repeats)
-            load = median_seconds(lambda: load_splits(tmp, fmt), args.repeats)
+            write = median_seconds(
+                lambda w=writer, p=path: w(p, splits, {"benchmark": True}), args.repeats)
+            load = median_seconds(lambda f=fmt: load_splits(tmp, f), args.repeats)
             print(f"{fmt:<8} {write:8.2f} {load:8.2f} {path.stat().st_size / 1e6:7.1f}")
 
 

@@ -3,8 +3,9 @@
     python -m benchmarks.training --path keras|fast --epochs 50 --raw ../shared/data/mnist
 
 Each run does the whole job of a plain script: parse the IDX files, normalise and
-split, train, score the test set. Both paths use the same splits, model, optimizer, loss, batch size and per-epoch
-shuffling, then score the test set with the same function. Prints one JSON line.
+split, train, score the test set. Both paths use the same splits, model,
+optimizer, loss, batch size and per-epoch shuffling, and score the test set with
+the same function. Prints one JSON line.
 The parent (``benchmarks.run``) measures wall time and peak RSS from outside.
 """
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--path", choices=("keras", "fast"), required=True)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--raw", required=True, help="directory holding the four MNIST .gz files")
+    parser.add_argument("--raw", required=True, help="directory of the four MNIST .gz files")
     args = parser.parse_args()
 
     from pathlib import Path

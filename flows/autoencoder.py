@@ -1,5 +1,8 @@
 """The pipeline as one Prefect flow: download -> preprocess -> train -> evaluate -> report.
 
+Between evaluate and report, ``promote`` replaces the champion model
+(``artifacts/models/champion/``) only if the new one is at least as good.
+
 Run it with ``python -m flows.autoencoder [--name value ...]``; ``--help`` lists the
 parameters and their defaults.
 """
@@ -16,6 +19,7 @@ from flows.summary import StageRun, format_summary, run_stage
 from tasks.download import download
 from tasks.evaluate import evaluate
 from tasks.preprocess import preprocess
+from tasks.promote import DEFAULT_TOLERANCE, promote
 from tasks.report import report
 from tasks.train import train
 
@@ -25,6 +29,7 @@ def mnist_autoencoder(
     dataset: str = "mnist",
     source: str | None = None,
     val_size: int = 10_000,
+    train_subset: int = 0,
     seed: int = 0,
     cache_format: str = "npz",
     latent_dim: int = 32,
@@ -32,16 +37,19 @@ def mnist_autoencoder(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     patience: int = 5,
+    promotion_tolerance: float = DEFAULT_TOLERANCE,
     data_dir: str = "data",
     artifacts_dir: str = "artifacts",
 ) -> dict[str, Any]:
-    """Train and evaluate the seed's shallow autoencoder on an IDX dataset.
+    """Train, evaluate and report the seed's shallow autoencoder; promote it if it is as good.
 
     Args:
         dataset: "mnist" or "fashion_mnist".
         source: local directory, file:// URL or http(s) base URL holding the four
             .gz IDX files; empty for the public mirrors.
         val_size: training images held out for validation.
+        train_subset: train on only this many of the remaining images (0 = all);
+            for smoke tests. Validation and test sets stay whole.
         seed: seeds the split, the weight initialisation and the batch order.
         cache_format: which cached split file training reads: "npz" or "parquet".
         latent_dim: size of the code.
@@ -49,6 +57,8 @@ def mnist_autoencoder(
         batch_size: samples per gradient step.
         learning_rate: Adam's learning rate.
         patience: epochs without a lower training loss before stopping early.
+        promotion_tolerance: the new model replaces the champion if its test BCE is
+            at most champion * (1 + promotion_tolerance).
         data_dir: where raw and processed data go (relative to the project).
         artifacts_dir: where models, metrics and reports go (relative to the project).
     """
@@ -57,19 +67,24 @@ def mnist_autoencoder(
     stages: list[StageRun] = []
     raw = run_stage(download, stages, dataset=dataset, source=source, data_dir=params["data_dir"])
     splits = run_stage(preprocess, stages, raw=raw, dataset=dataset, val_size=val_size,
-                       seed=seed, data_dir=params["data_dir"])
+                       seed=seed, train_subset=train_subset, data_dir=params["data_dir"])
     trained = run_stage(train, stages, splits=splits, cache_format=cache_format,
                         latent_dim=latent_dim, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, patience=patience, seed=seed,
                         artifacts_dir=params["artifacts_dir"])
     evaluation = run_stage(evaluate, stages, trained=trained, splits=splits,
                            cache_format=cache_format, artifacts_dir=params["artifacts_dir"])
+    decision = run_stage(promote, stages, trained=trained, evaluation=evaluation, splits=splits,
+                         raw=raw, cache_format=cache_format, tolerance=promotion_tolerance,
+                         artifacts_dir=params["artifacts_dir"])
     written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
-                        evaluation=evaluation, artifacts_dir=params["artifacts_dir"])
+                        evaluation=evaluation, decision=decision,
+                        artifacts_dir=params["artifacts_dir"])
     report_path = str(Path(written["dir"]) / "report.md")
     outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
                "report": written}
     return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],
+            "decision": decision,
             "outputs": {stage: value["dir"] for stage, value in outputs.items()},
             "report": report_path,
             "summary": format_summary(stages, evaluation["metrics"], report_path)}

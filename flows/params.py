@@ -48,6 +48,10 @@ def validate_params(params: dict[str, Any]) -> None:
     _require(0 < params["learning_rate"] <= 1, "learning_rate", params["learning_rate"],
              "must be in (0, 1]")
     _require(params["seed"] >= 0, "seed", params["seed"], "must be a non-negative integer")
+    _require(params["train_subset"] >= 0, "train_subset", params["train_subset"],
+             "must be 0 (all) or a positive number of images")
+    _require(0 <= params["promotion_tolerance"] < 1, "promotion_tolerance",
+             params["promotion_tolerance"], "must be in [0, 1)")
     for name in ("data_dir", "artifacts_dir"):
         _writable_dir(name, params[name])
 

@@ -57,8 +57,16 @@ def split_train_val(n_samples: int, val_size: int, seed: int) -> tuple[np.ndarra
 
 
 def build_splits(train_images, train_labels, test_images, test_labels,
-                 val_size: int, seed: int) -> dict[str, Split]:
+                 val_size: int, seed: int, train_subset: int = 0) -> dict[str, Split]:
+    """Split, normalise and flatten; ``train_subset`` > 0 keeps only that many training images.
+
+    The subset is drawn from the training split only (validation and test stay
+    whole), with the same seed, so a smoke run is scored on the real test set.
+    """
     train_idx, val_idx = split_train_val(len(train_images), val_size, seed)
+    if 0 < train_subset < len(train_idx):
+        rng = np.random.default_rng([seed, 1])
+        train_idx = np.sort(rng.choice(train_idx, train_subset, replace=False))
     x_train_all, x_test = normalize(train_images), normalize(test_images)
     return {
         "train": Split(x_train_all[train_idx], train_labels[train_idx], train_idx),
@@ -121,15 +129,18 @@ def read_metadata(directory: Path, cache_format: str = "npz") -> dict[str, Any]:
     return json.loads(pq.read_schema(path).metadata[METADATA_KEY])
 
 
-def preprocess_dataset(raw_dir: Path, files: dict[str, str], out_dir: Path,
-                       val_size: int, seed: int, source_hashes: dict[str, str]) -> dict[str, Any]:
+def preprocess_dataset(raw_dir: Path, files: dict[str, str], out_dir: Path, val_size: int,
+                       seed: int, source_hashes: dict[str, str],
+                       train_subset: int = 0) -> dict[str, Any]:
     """Parse the raw files, split them, write both cache formats; return their description."""
     train_images, train_labels = load_images_and_labels(raw_dir / files["train_images"],
                                                         raw_dir / files["train_labels"])
     test_images, test_labels = load_images_and_labels(raw_dir / files["test_images"],
                                                       raw_dir / files["test_labels"])
-    splits = build_splits(train_images, train_labels, test_images, test_labels, val_size, seed)
+    splits = build_splits(train_images, train_labels, test_images, test_labels, val_size, seed,
+                          train_subset)
     metadata = {"source_sha256": source_hashes, "val_size": val_size, "seed": seed,
+                "train_subset": train_subset,
                 "image_shape": list(train_images.shape[1:]),
                 "counts": {name: len(s.y) for name, s in splits.items()}}
     with atomic_dir(out_dir) as tmp:
@@ -144,12 +155,13 @@ MODULES = ("tasks.preprocess", "tasks.idx", "tasks.storage")
 
 
 @task(**stage_task_options("preprocess", MODULES))
-def preprocess(raw: dict[str, Any], dataset: str, val_size: int, seed: int,
+def preprocess(raw: dict[str, Any], dataset: str, val_size: int, seed: int, train_subset: int,
                data_dir: str) -> dict[str, Any]:
     """Build the cached splits from verified raw files; return ``{dir, files, hash, counts}``."""
     require_valid(raw)
     files = {role: name for role, (name, _) in DATASETS[dataset].files.items()}
     out_dir = processed_dir(Path(data_dir), dataset, current_cache_key())
-    result = preprocess_dataset(Path(raw["dir"]), files, out_dir, val_size, seed, raw["files"])
+    result = preprocess_dataset(Path(raw["dir"]), files, out_dir, val_size, seed, raw["files"],
+                                train_subset)
     get_run_logger().info("Splits %s written to %s", result["counts"], out_dir)
     return result

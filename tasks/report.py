@@ -30,8 +30,13 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def render_markdown(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: dict[str, Any],
-                    splits: dict[str, Any], raw: dict[str, Any], figures: dict[str, str]) -> str:
+                    splits: dict[str, Any], raw: dict[str, Any], figures: dict[str, str],
+                    decision: dict[str, Any] | None = None) -> str:
     config = trained["config"]
+    verdict = [] if decision is None else [
+        "## Champion decision", "",
+        f"{'Promoted to champion' if decision['promoted'] else 'Not promoted'}: "
+        f"{decision['reason']}. Champion: `{decision['champion_dir']}`.", ""]
     lines = [
         "# MNIST shallow autoencoder: report", "",
         "## Test-set reconstruction", "",
@@ -43,6 +48,7 @@ def render_markdown(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: di
         f"{' (stopped early)' if trained['stopped_early'] else ''} |",
         f"| final training / validation loss | {trained['final_loss']:.4f} / "
         f"{trained['final_val_loss']:.4f} |", "",
+        *verdict,
         "## Loss curves", "",
         "Training and validation binary cross-entropy per epoch; curves that stay together "
         "mean the model is not overfitting.", "",
@@ -70,7 +76,8 @@ def render_markdown(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: di
 
 
 def write_report(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
-                 raw: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+                 raw: dict[str, Any], out_dir: Path,
+                 decision: dict[str, Any] | None = None) -> dict[str, Any]:
     """Draw the figures and write ``report.md`` into ``out_dir``; return their description."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -94,7 +101,7 @@ def write_report(trained: dict[str, Any], evaluation: dict[str, Any], splits: di
             fig.savefig(tmp / names[key], dpi=110)
             plt.close(fig)
         (tmp / "report.md").write_text(
-            render_markdown(metrics, by_digit, trained, splits, raw, names))
+            render_markdown(metrics, by_digit, trained, splits, raw, names, decision))
     return describe_outputs(out_dir, ["report.md", *names.values()])
 
 
@@ -103,12 +110,13 @@ MODULES = ("tasks.report", "tasks.figures", "tasks.storage")
 
 @task(**stage_task_options("report", MODULES, packages=("matplotlib", "seaborn")))
 def report(raw: dict[str, Any], splits: dict[str, Any], trained: dict[str, Any],
-           evaluation: dict[str, Any], artifacts_dir: str) -> dict[str, Any]:
+           evaluation: dict[str, Any], decision: dict[str, Any],
+           artifacts_dir: str) -> dict[str, Any]:
     """Write the report and publish it as Prefect artifacts; return ``{dir, files, hash}``."""
     for upstream in (trained, evaluation):
         require_valid(upstream)
     result = write_report(trained, evaluation, splits, raw,
-                          stage_dir(Path(artifacts_dir), "report", current_cache_key()))
+                          stage_dir(Path(artifacts_dir), "report", current_cache_key()), decision)
     report_path = Path(result["dir"]) / "report.md"
     create_markdown_artifact(
         key="mnist-autoencoder-report",

@@ -17,7 +17,7 @@ from flows.autoencoder import mnist_autoencoder
 from tests import synthetic
 
 PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "preprocess", "train", "evaluate", "report")
+STAGES = ("download", "preprocess", "train", "evaluate", "promote", "report")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_cached_rerun_in_a_fresh_process_never_imports_tensorflow(base, prefect_
 def test_changing_epochs_reruns_train_evaluate_report_only(base):
     params, first = base
     result = mnist_autoencoder(**params | {"epochs": 3})
-    assert states(result) == expect("train", "evaluate", "report")
+    assert states(result) == expect("train", "evaluate", "promote", "report")
     assert result["report"] != first["report"]  # the first run's outputs stay where they were
     assert Path(first["report"]).is_file()
     assert states(mnist_autoencoder(**params)) == expect()
@@ -99,7 +99,7 @@ def test_switching_cache_format_reads_parquet_without_retraining(base):
     params, first = base
     assert states(mnist_autoencoder(**params | {"cache_format": "parquet"})) == expect()
     result = mnist_autoencoder(**params | {"cache_format": "parquet", "epochs": 4})
-    assert states(result) == expect("train", "evaluate", "report")
+    assert states(result) == expect("train", "evaluate", "promote", "report")
     assert result["metrics"]["test_bce"] < first["metrics"]["test_bce"] * 1.2
 
 
@@ -111,7 +111,7 @@ def test_deleted_model_is_rebuilt_not_returned_stale(base):
     assert states(result)["train"] == "ran" and states(result)["preprocess"] == "cached"
     assert result["outputs"]["train"] == first["outputs"]["train"] and model.is_file()
     # the saved model embeds its save time, so what depends on its content reruns too
-    assert states(result) == expect("train", "evaluate", "report")
+    assert states(result) == expect("train", "evaluate", "promote", "report")
     assert Path(result["report"]).is_file()
 
 

@@ -83,3 +83,14 @@ def test_mnist_registry_pins_all_four_files():
     for spec in DATASETS.values():
         assert len(spec.files) == 4
         assert all(len(digest) == 64 for _, digest in spec.files.values())
+
+
+def test_train_subset_shrinks_only_the_training_split():
+    train_images, train_labels = synthetic.make_digits(50, seed=0)
+    test_images, test_labels = synthetic.make_digits(8, seed=1)
+    full = build_splits(train_images, train_labels, test_images, test_labels, 10, seed=0)
+    small = build_splits(train_images, train_labels, test_images, test_labels, 10, seed=0,
+                         train_subset=15)
+    assert len(small["train"].y) == 15 and set(small["train"].index) < set(full["train"].index)
+    np.testing.assert_array_equal(small["val"].index, full["val"].index)
+    assert len(small["test"].y) == 8

@@ -55,10 +55,12 @@ def test_markdown_has_every_section():
     text = render_markdown(metrics, by_digit, trained, {"counts": {"train": 1}},
                            {"files": {"a.gz": "abc"}},
                            {"loss_curves": "l.png", "samples": "s.png",
-                            "argmax_confusion": "c.png"})
+                            "argmax_confusion": "c.png"},
+                           {"promoted": False, "reason": "challenger test BCE 0.1 > champion",
+                            "champion_dir": "/m/champion"})
     for needle in ["Test-set reconstruction", "| binary cross-entropy | 0.0900 |", "(l.png)",
                    "(s.png)", "(c.png)", "Loss per digit", "Exploratory", "| latent_dim | 32 |",
-                   "`abc`", "| 0 | 10 | 0.0900 | 0.0100 |"]:
+                   "`abc`", "| 0 | 10 | 0.0900 | 0.0100 |", "Not promoted: challenger test BCE"]:
         assert needle in text, needle
 
 
