@@ -12,7 +12,11 @@ SHELL := /bin/bash
 # This machine's pip config names local indexes that may not exist; drop that noise only.
 QUIET := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: run test lint bench venv clean-cache
+.DEFAULT_GOAL := help
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+.PHONY: help run test lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,19 +26,46 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-run: venv
+# Uses the local server of `make server` when it is up (no temporary server: faster).
+run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
+	if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(not h('$(API)'))"; then \
+	  export PREFECT_API_URL=$(API); fi; \
 	$(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
-test: venv
+# ---- Deployments on a local Prefect server and worker (see README) ----------
+PORT       ?= 4200
+API        := http://127.0.0.1:$(PORT)/api
+DEPLOYMENT ?= default
+PREFECT    := PREFECT_API_URL=$(API) $(VENV)/bin/prefect
+
+server: venv       ## start the Prefect server (SQLite, 127.0.0.1:$(PORT)) in the background
+	$(PY) -m ops.local_prefect server --port $(PORT)
+
+pool: server       ## create (or update) the process work pool
+	$(PREFECT) work-pool create mnist-autoencoder --type process --overwrite
+
+deploy: pool       ## register every deployment of prefect.yaml; SOURCE= is their data source
+	MNIST_AE_SOURCE=$(SOURCE) $(PREFECT) --no-prompt deploy --all
+
+worker: pool       ## start a worker for the pool in the background
+	$(PY) -m ops.local_prefect worker --port $(PORT)
+
+deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retrain) and watch it
+	$(PREFECT) deployment run 'mnist-autoencoder/$(DEPLOYMENT)' --watch --watch-timeout 3600
+
+stop:              ## stop the worker and the server
+	$(PY) -m ops.local_prefect stop
+
+test: venv         ## run the test suite
 	$(PY) -m pytest
 
 # Side by side on real MNIST: plain Keras vs ours, cached vs uncached (about 6 minutes).
-bench: venv
+bench: venv        ## side-by-side benchmark on real MNIST
 	$(PY) -m benchmarks.run $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
-lint: venv
-	$(VENV)/bin/ruff check flows tasks tests
+lint: venv         ## ruff
+	$(VENV)/bin/ruff check flows tasks tests benchmarks ops
 
 # Forget every cached stage result (outputs in data/ and artifacts/ stay).
-clean-cache:
+clean-cache:       ## forget cached stage results
 	rm -rf .cache/prefect

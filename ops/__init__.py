@@ -1,0 +1,1 @@
+"""Operating the pipeline: a local Prefect server and worker."""

@@ -1,0 +1,88 @@
+"""End to end with real processes: prefect server, work pool, deploy from prefect.yaml, worker,
+`prefect deployment run --watch` of the smoke deployment on the real MNIST mirror."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ops.local_prefect import (
+    POOL,
+    api_url,
+    group_is_empty,
+    start_server,
+    start_worker,
+    stop_process,
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prefect(args, env, timeout=300):
+    proc = subprocess.run([str(Path(sys.executable).with_name("prefect")), *args], cwd=PROJECT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}" \
+                                 f"\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def api(url, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.integration
+def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist_mirror,
+                                                                            tmp_path):
+    port = free_port()
+    url = api_url(port)
+    env = os.environ | {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "home"),
+                        "MNIST_AE_SOURCE": str(mnist_mirror),
+                        "MNIST_AE_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    server = start_server(port, tmp_path / "home", tmp_path / "server.log")
+    worker = None
+    try:
+        prefect(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
+        prefect(["--no-prompt", "deploy", "--all"], env)
+        worker = start_worker(port, POOL, tmp_path / "worker.log", env=env)
+        out = prefect(["deployment", "run", "mnist-autoencoder/smoke", "--watch",
+                       "--watch-timeout", "900",
+                       "--param", f"data_dir={tmp_path / 'data'}",
+                       "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env, timeout=960)
+        assert "Completed" in out
+
+        artifacts = tmp_path / "artifacts"
+        assert (artifacts / "models" / "champion" / "autoencoder.keras").is_file()
+        (report,) = artifacts.glob("report/*/report.md")
+        assert "Promoted to champion: no champion yet" in report.read_text()
+        keys = {a["key"] for a in api(url, "/artifacts/filter", {})}
+        assert {"mnist-autoencoder-report", "mnist-autoencoder-metrics",
+                "champion-decision"} <= keys
+
+        retrain = api(url, "/deployments/name/mnist-autoencoder/scheduled-retrain")
+        (schedule,) = retrain["schedules"]
+        assert schedule["active"] and schedule["schedule"]["cron"] == "0 3 * * 1"
+        assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+        smoke = api(url, "/deployments/name/mnist-autoencoder/smoke")
+        assert smoke["parameters"]["source"] == str(mnist_mirror)  # filled in at deploy time
+        assert str(PROJECT) in json.dumps(smoke["pull_steps"])
+    finally:
+        for proc in (worker, server):
+            if proc is not None:
+                stop_process(proc.pid)
+    assert group_is_empty(server.pid) and (worker is None or group_is_empty(worker.pid))
