@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from prefect.locking.filesystem import FileSystemLockManager
 from prefect.transactions import get_transaction
 
 from tasks import paths
-from tasks.storage import invalid_outputs, sha256_json
+from tasks.storage import invalid_outputs, sha256_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,55 @@ def described_outputs(value: Any) -> list[dict[str, Any]]:
     return []
 
 
+class ProcessLockManager(FileSystemLockManager):
+    """File locks that die with their holder.
+
+    Prefect's FileSystemLockManager writes locks without an expiry, so a run that
+    is killed (OOM, SIGKILL, a lost machine) while computing a stage leaves a lock
+    that makes every later run with the same key wait forever. This manager also
+    records the holder's host and PID, and treats a lock whose process no longer
+    exists on this host as released.
+    """
+
+    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                     hold_timeout: float | None = None) -> bool:
+        acquired = super().acquire_lock(key, holder, acquire_timeout, hold_timeout)
+        if acquired:
+            path = self._lock_path_for_key(key)
+            info = json.loads(path.read_bytes()) | {"host": socket.gethostname(),
+                                                    "pid": os.getpid()}
+            write_json_atomic(path, info)
+        return acquired
+
+    def is_locked(self, key: str, use_cache: bool = False) -> bool:
+        self._release_if_holder_died(key)
+        return super().is_locked(key, use_cache)
+
+    def _release_if_holder_died(self, key: str) -> None:
+        path = self._lock_path_for_key(key)
+        try:
+            info = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if info.get("host") == socket.gethostname() and not _process_exists(info.get("pid")):
+            logger.warning("Releasing the lock on %s: its holder (pid %s) is gone.",
+                           key, info.get("pid"))
+            path.unlink(missing_ok=True)
+            self._locks.pop(key, None)
+
+
+def _process_exists(pid: int | None) -> bool:
+    if not pid:
+        return True  # not ours to judge: written by another lock manager
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class StageCache(CachePolicy):
     """Cache policy of one stage; see the module docstring."""
@@ -141,7 +193,7 @@ def stage_task_options(stage: str, modules: tuple[str, ...], packages: tuple[str
     # the second waits for the first and then reads its record as a cache hit.
     policy = policy.configure(
         isolation_level="SERIALIZABLE",
-        lock_manager=FileSystemLockManager(lock_files_directory=record_dir / "locks"),
+        lock_manager=ProcessLockManager(lock_files_directory=record_dir / "locks"),
     )
     return {
         "name": stage,

@@ -24,7 +24,11 @@ HISTORY_FILE = "history.csv"
 def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, latent_dim: int,
                       epochs: int, batch_size: int, learning_rate: float, patience: int,
                       seed: int, log=print) -> dict[str, Any]:
-    """Train on ``splits_dir``; write models and history to ``out_dir``; describe them."""
+    """Train on ``splits_dir``; write models and history to ``out_dir``; describe them.
+
+    Progress is checkpointed beside ``out_dir`` after every epoch; a run killed
+    mid-way resumes from there. The final directory appears only when complete.
+    """
     from tasks.model import build_autoencoder, fit_autoencoder
     from tasks.preprocess import load_splits
 
@@ -32,6 +36,9 @@ def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, lat
     x_train, x_val = splits["train"].x, splits["val"].x
     autoencoder, encoder, decoder = build_autoencoder(x_train.shape[1], latent_dim,
                                                       learning_rate, seed)
+    checkpoint = checkpoint_path(out_dir)
+    if checkpoint.is_file():
+        log(f"Resuming from the checkpoint {checkpoint}")
     log(f"Training on {len(x_train)} samples, validating on {len(x_val)}, "
         f"up to {epochs} epochs of batch {batch_size}")
 
@@ -40,11 +47,13 @@ def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, lat
             f"({row['seconds']:.2f} s)")
 
     history = fit_autoencoder(autoencoder, x_train, x_val, epochs=epochs, batch_size=batch_size,
-                              patience=patience, seed=seed, on_epoch_end=report_epoch)
+                              patience=patience, seed=seed, checkpoint=checkpoint,
+                              on_epoch_end=report_epoch)
     with atomic_dir(out_dir) as tmp:
         for model, name in zip((autoencoder, encoder, decoder), MODEL_FILES):
             model.save(tmp / name)
         pd.DataFrame(history).to_csv(tmp / HISTORY_FILE, index=False)
+    checkpoint.unlink(missing_ok=True)
     return describe_outputs(out_dir, [*MODEL_FILES, HISTORY_FILE]) | {
         "epochs_run": len(history),
         "stopped_early": len(history) < epochs,
@@ -55,11 +64,16 @@ def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, lat
     }
 
 
+def checkpoint_path(out_dir: Path) -> Path:
+    return out_dir.parent / ".checkpoints" / f"{out_dir.name}.npz"
+
+
 MODULES = ("tasks.train", "tasks.model", "tasks.preprocess", "tasks.storage")
 
 
 @task(**stage_task_options("train", MODULES, packages=("tensorflow", "keras"),
-                           ignore=("cache_format",)))
+                           ignore=("cache_format",)),
+      retries=1, retry_delay_seconds=5)  # a retry resumes from the last epoch's checkpoint
 def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: int,
           batch_size: int, learning_rate: float, patience: int, seed: int,
           artifacts_dir: str) -> dict[str, Any]:

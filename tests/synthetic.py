@@ -47,10 +47,10 @@ def write_dataset(directory: Path, n_train: int = 600, n_test: int = 100,
     return DatasetSpec(files, mirrors=())
 
 
-def register(directory: str | Path) -> None:
-    """Pin the synthetic files in ``directory`` as dataset ``synthetic`` (for subprocess runs)."""
+def register(directory: str | Path, name: str = NAME) -> None:
+    """Pin the synthetic files in ``directory`` as dataset ``name`` (for subprocess runs)."""
     directory = Path(directory)
     files = {role: (_IDX_NAMES[role], hashlib.sha256(
         gzip.decompress((directory / _IDX_NAMES[role]).read_bytes())).hexdigest())
         for role in ROLES}
-    DATASETS[NAME] = DatasetSpec(files, mirrors=())
+    DATASETS[name] = DatasetSpec(files, mirrors=())

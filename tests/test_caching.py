@@ -39,3 +39,24 @@ def test_stage_key_ignores_where_upstream_outputs_live():
     key = stage_key("train", ("tasks.storage",), {"splits": upstream})
     assert key == stage_key("train", ("tasks.storage",), {"splits": moved})
     assert key != stage_key("train", ("tasks.storage",), {"splits": changed})
+
+
+def test_lock_of_a_dead_process_is_released_and_a_live_one_is_kept(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tasks.caching import ProcessLockManager
+
+    manager = ProcessLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="me")
+    info = json.loads((tmp_path / "k.lock").read_bytes())
+    assert info["holder"] == "me" and info["pid"] > 0
+    assert ProcessLockManager(tmp_path).is_locked("k")  # our own process is alive
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "k.lock").write_text(json.dumps(info | {"pid": int(dead)}))
+    other = ProcessLockManager(tmp_path)
+    assert not other.is_locked("k")
+    assert other.acquire_lock("k", holder="next", acquire_timeout=1)

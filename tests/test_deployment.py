@@ -78,6 +78,24 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         (schedule,) = retrain["schedules"]
         assert schedule["active"] and schedule["schedule"]["cron"] == "0 3 * * 1"
         assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+        bad_type = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
+             "mnist-autoencoder/smoke", "--param", "epochs=many"],
+            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+        assert bad_type.returncode != 0 and "epochs" in bad_type.stdout + bad_type.stderr
+
+        out_of_range = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
+             "mnist-autoencoder/smoke", "--param", "latent_dim=0", "--watch",
+             "--watch-timeout", "300"],
+            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=360)
+        assert out_of_range.returncode != 0
+        (failed,) = api(url, "/flow_runs/filter",
+                        {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
+        assert "Invalid parameter latent_dim=0" in failed["state"]["message"]
+        # rejected before any work: the smoke run's model is still the only one
+        assert len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))) == 1
+
         smoke = api(url, "/deployments/name/mnist-autoencoder/smoke")
         assert smoke["parameters"]["source"] == str(mnist_mirror)  # filled in at deploy time
         assert str(PROJECT) in json.dumps(smoke["pull_steps"])

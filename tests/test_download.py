@@ -1,6 +1,8 @@
 import gzip
 import http.server
+import socket
 import threading
+import time
 import urllib.error
 
 import pytest
@@ -113,3 +115,106 @@ def test_404_is_not_retried(http_mirror):
     with pytest.raises(urllib.error.HTTPError):
         dl.fetch_with_retries(url + "missing.gz", sleep=lambda _: pytest.fail("retried a 404"))
     assert handler.seen == {"/missing.gz": 1}
+
+
+# ---------------------------------------------------------------- injected faults
+class FaultyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``root`` with one fault chosen by ``mode``; ``good`` is a healthy mirror's URL."""
+
+    root = None
+    mode = "ok"
+    good = ""
+    hits: list = []
+
+    def do_GET(self):  # noqa: N802
+        self.hits.append(self.path)
+        body = (self.root / self.path.lstrip("/")).read_bytes()
+        if self.mode == "slow":
+            time.sleep(1.5)
+        if self.mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", self.good + self.path.lstrip("/"))
+            self.end_headers()
+            return
+        if self.mode == "wrong-bytes":
+            body = gzip.compress(b"\x00\x00\x08\x01" + bytes(4))
+        self.send_response(200)
+        length = len(body) + 100 if self.mode in ("truncated", "lying-length") else len(body)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if self.mode == "truncated" else body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve(tmp_path, spec):
+    servers = []
+
+    def start(mode, good=""):
+        handler = type("Handler", (FaultyHandler,), {"root": tmp_path / "mirror", "mode": mode,
+                                                     "good": good, "hits": []})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/", handler
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/"  # nothing listens once closed
+
+
+FAST = {"timeout": 0.5, "attempts": 2, "backoff": 0.01}
+
+
+@pytest.mark.parametrize("mode", ["refused", "slow", "truncated", "lying-length",
+                                  "wrong-bytes"])
+def test_a_failing_mirror_is_abandoned_for_the_next_one(tmp_path, spec, serve, monkeypatch,
+                                                          mode):
+    good, good_handler = serve("ok")
+    bad = closed_port_url() if mode == "refused" else serve(mode)[0]
+    monkeypatch.setitem(dl.DATASETS, "tiny", dl.DatasetSpec(spec.files, (bad, good)))
+    logs = []
+    result = dl.download_dataset("tiny", None, tmp_path / "raw", log=logs.append, **FAST)
+    assert len(good_handler.hits) == 4  # every file came from the good mirror
+    assert all(dl.is_valid_file(tmp_path / "raw" / name, digest)
+               for name, digest in spec.files.values())
+    assert sorted(result["files"]) == sorted(p.name for p in (tmp_path / "raw").iterdir())
+    assert sum(bad in line for line in logs) == 4
+
+
+def test_redirect_is_followed(tmp_path, spec, serve):
+    good, good_handler = serve("ok")
+    redirecting, _ = serve("redirect", good=good)
+    dl.download_dataset("tiny", redirecting, tmp_path / "raw", log=lambda _: None, **FAST)
+    assert len(good_handler.hits) == 4
+
+
+def test_all_mirrors_failing_names_the_file_and_every_source_and_keeps_only_verified_files(
+        tmp_path, spec, serve, monkeypatch):
+    wrong, _ = serve("wrong-bytes")
+    refused = closed_port_url()
+    labels_name, labels_digest = spec.files["train_labels"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / labels_name).write_bytes((tmp_path / "mirror" / labels_name).read_bytes())
+    monkeypatch.setitem(dl.DATASETS, "tiny", dl.DatasetSpec(spec.files, (refused, wrong)))
+    with pytest.raises(dl.DownloadError) as excinfo:
+        dl.download_dataset("tiny", None, raw, log=lambda _: None, **FAST)
+    message = str(excinfo.value)
+    images_name = spec.files["train_images"][0]
+    assert images_name in message and refused + images_name in message
+    assert wrong + images_name in message and "--source" in message
+    assert [p.name for p in raw.iterdir()] == [labels_name]  # the verified file stays, no junk
+    # a later run with a good source completes
+    dl.download_dataset("tiny", str(tmp_path / "mirror"), raw, log=lambda _: None)
+    assert len(list(raw.iterdir())) == 4

@@ -5,19 +5,14 @@ state the baseline run left. The synthetic dataset keeps every training run to
 a few seconds.
 """
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from flows.autoencoder import mnist_autoencoder
 from tests import synthetic
-
-PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "preprocess", "train", "evaluate", "promote", "report")
+from tests.flowrun import PROJECT, STAGES, cli_run, expect, states, summary_states
 
 
 @pytest.fixture(scope="module")
@@ -29,32 +24,6 @@ def base(prefect_api, synthetic_source, tmp_path_factory):
     first = mnist_autoencoder(**params)
     assert states(first) == dict.fromkeys(STAGES, "ran")
     return params, first
-
-
-def states(result):
-    return {s["stage"]: "cached" if s["state"] == "Cached" else "ran" for s in result["stages"]}
-
-
-def expect(*ran):
-    return {stage: "ran" if stage in ran else "cached" for stage in STAGES}
-
-
-def cli_run(params, api_url, cwd=PROJECT, **changes):
-    """Run the flow's command line in a fresh interpreter against the same API and caches."""
-    args = [f"--{k}={v}" for k, v in (params | changes).items()]
-    code = ("import sys; from tests.synthetic import register; register(sys.argv[1]); "
-            "from flows.autoencoder import mnist_autoencoder; from flows.cli import main; "
-            "main(mnist_autoencoder, sys.argv[2:])")
-    env = os.environ | {"PREFECT_API_URL": api_url, "PYTHONPATH": str(cwd)}
-    proc = subprocess.run([sys.executable, "-c", code, params["source"], *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
-def summary_states(stdout):
-    lines = [line.split() for line in stdout.splitlines() if line.startswith("  ")]
-    return {parts[0]: parts[1] for parts in lines if parts[0] in STAGES}
 
 
 def test_baseline_produces_model_metrics_and_report(base):
@@ -133,6 +102,18 @@ def test_corrupted_split_is_detected_by_hash_and_rebuilt(base):
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert states(mnist_autoencoder(**params)) == expect("preprocess")
+
+
+def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
+    params, first = base
+    encoder = Path(first["outputs"]["train"]) / "encoder.keras"
+    encoder.write_bytes(encoder.read_bytes()[:-10] + bytes(10))
+    raw_images = Path(first["outputs"]["download"]) / "train-images-idx3-ubyte.gz"
+    raw_images.write_bytes(raw_images.read_bytes()[:100])
+    result = mnist_autoencoder(**params)
+    # download refetches the same verified bytes, so preprocess stays cached
+    assert states(result) == expect("download", "train", "evaluate", "promote", "report")
+    assert len(raw_images.read_bytes()) > 100
 
 
 def test_changing_a_helper_module_invalidates_its_stage(base, prefect_api, tmp_path):

@@ -70,3 +70,24 @@ def test_fit_stops_early_when_the_loss_stalls(data):
     history = fit_autoencoder(autoencoder, x_train, x_val, epochs=20, batch_size=50, patience=2,
                               seed=0, min_delta=1e-4)  # batch order alone moves the loss ~1e-7
     assert len(history) == 3
+
+
+def test_resuming_from_a_checkpoint_follows_the_uninterrupted_trajectory(data, tmp_path):
+    x_train, x_val = data
+    options = {"epochs": 4, "batch_size": 50, "patience": 10, "seed": 3}
+    straight, _, _ = build_autoencoder(784, 8, 1e-2, seed=0)
+    full = fit_autoencoder(straight, x_train, x_val, **options)
+
+    checkpoint = tmp_path / "ckpt.npz"
+    first, _, _ = build_autoencoder(784, 8, 1e-2, seed=0)
+    fit_autoencoder(first, x_train, x_val, **options | {"epochs": 2}, checkpoint=checkpoint)
+    resumed_model, _, _ = build_autoencoder(784, 8, 1e-2, seed=0)  # a fresh process would
+    seen = []
+    resumed = fit_autoencoder(resumed_model, x_train, x_val, **options, checkpoint=checkpoint,
+                              on_epoch_end=lambda epoch, row: seen.append(epoch))
+    assert seen == [3, 4]  # epochs 1-2 came from the checkpoint
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(resumed, full):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for a, b in zip(resumed_model.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)

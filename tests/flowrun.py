@@ -1,0 +1,47 @@
+"""Helpers to run the flow and read which stages ran, in-process or as a fresh process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+STAGES = ("download", "preprocess", "train", "evaluate", "promote", "report")
+
+
+def cli_command(params, source_dir, dataset_name="synthetic"):
+    """argv for a fresh interpreter: pin ``source_dir`` as ``dataset_name``, run the CLI."""
+    code = ("import sys; from tests.synthetic import register; "
+            "register(sys.argv[1], sys.argv[2]); "
+            "from flows.autoencoder import mnist_autoencoder; from flows.cli import main; "
+            "main(mnist_autoencoder, sys.argv[3:])")
+    args = [f"--{k}={v}" for k, v in params.items()]
+    return [sys.executable, "-c", code, str(source_dir), dataset_name, *args]
+
+
+def cli_env(api_url, cwd=PROJECT):
+    return os.environ | {"PREFECT_API_URL": api_url, "PYTHONPATH": str(cwd)}
+
+
+def states(result):
+    return {s["stage"]: "cached" if s["state"] == "Cached" else "ran" for s in result["stages"]}
+
+
+def expect(*ran):
+    return {stage: "ran" if stage in ran else "cached" for stage in STAGES}
+
+
+def cli_run(params, api_url, cwd=PROJECT, **changes):
+    """Run the flow's command line in a fresh interpreter against the same API and caches."""
+    params = params | changes
+    proc = subprocess.run(cli_command(params, params["source"], params["dataset"]), cwd=cwd,
+                          env=cli_env(api_url, cwd), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def summary_states(stdout):
+    lines = [line.split() for line in stdout.splitlines() if line.startswith("  ")]
+    return {parts[0]: parts[1] for parts in lines if parts[0] in STAGES}
+
+
