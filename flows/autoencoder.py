@@ -1,7 +1,10 @@
 """The pipeline as one Prefect flow: download -> preprocess -> train -> evaluate -> report.
 
-Between evaluate and report, ``promote`` replaces the champion model
-(``artifacts/models/champion/``) only if the new one is at least as good.
+Between evaluate and report, ``baselines`` (PCA, raw-pixel probe) and ``analyze``
+(linear probe, latent statistics, anomalies) measure the representation, and
+``promote`` replaces
+the champion model (``artifacts/models/champion/``) only if the new one is at
+least as good.
 
 Run it with ``python -m flows.autoencoder [--name value ...]``; ``--help`` lists the
 parameters and their defaults.
@@ -16,6 +19,8 @@ from prefect import flow
 
 from flows.params import resolved, validate_params
 from flows.summary import StageRun, format_summary, run_stage
+from tasks.analyze import analyze
+from tasks.baselines import baselines
 from tasks.download import download
 from tasks.evaluate import evaluate
 from tasks.preprocess import preprocess
@@ -74,20 +79,28 @@ def mnist_autoencoder(
                         artifacts_dir=params["artifacts_dir"])
     evaluation = run_stage(evaluate, stages, trained=trained, splits=splits,
                            cache_format=cache_format, artifacts_dir=params["artifacts_dir"])
+    references = run_stage(baselines, stages, splits=splits, cache_format=cache_format,
+                           latent_dim=latent_dim, seed=seed, artifacts_dir=params["artifacts_dir"])
+    analysis = run_stage(analyze, stages, trained=trained, splits=splits, baselines=references,
+                         cache_format=cache_format, seed=seed,
+                         artifacts_dir=params["artifacts_dir"])
     decision = run_stage(promote, stages, trained=trained, evaluation=evaluation, splits=splits,
                          raw=raw, cache_format=cache_format, tolerance=promotion_tolerance,
                          artifacts_dir=params["artifacts_dir"])
     written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
-                        evaluation=evaluation, decision=decision,
+                        evaluation=evaluation, analysis=analysis, decision=decision,
                         artifacts_dir=params["artifacts_dir"])
-    report_path = str(Path(written["dir"]) / "report.md")
+    report_path = str(Path(written["dir"]) / "report.html")
     outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
-               "report": written}
+               "baselines": references, "analyze": analysis, "report": written}
     return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],
             "decision": decision,
             "outputs": {stage: value["dir"] for stage, value in outputs.items()},
             "report": report_path,
-            "summary": format_summary(stages, evaluation["metrics"], report_path)}
+            "analysis": analysis["summary"],
+            "summary": format_summary(stages, evaluation["metrics"] | {
+                f"probe ({k})": v for k, v in analysis["summary"]["probe_accuracy"].items()},
+                report_path)}
 
 
 if __name__ == "__main__":

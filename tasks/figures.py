@@ -67,3 +67,82 @@ def plot_argmax_confusion(confusion: pd.DataFrame, top: int = CONFUSION_SHOWN) -
            title=f"Exploratory: brightest-pixel agreement ({len(keep)} most frequent pixels)")
     fig.tight_layout()
     return fig
+
+
+def _digit_scatter(ax, points: np.ndarray, labels: np.ndarray, title: str) -> None:
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4, alpha=0.6,
+                         vmin=-0.5, vmax=9.5)
+    ax.set(title=title, xticks=[], yticks=[])
+    return scatter
+
+
+def plot_projections(pca_2d: np.ndarray, tsne_2d: np.ndarray, tsne_sample: np.ndarray,
+                     labels: np.ndarray) -> Figure:
+    """Test codes in 2-D, coloured by digit: PCA of all codes, t-SNE of a seeded sample."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
+    _digit_scatter(left, pca_2d, labels, f"PCA of {len(labels)} test codes")
+    scatter = _digit_scatter(right, tsne_2d, labels[tsne_sample],
+                             f"t-SNE of {len(tsne_sample)} test codes")
+    fig.colorbar(scatter, ax=[left, right], ticks=range(10), label="digit")
+    return fig
+
+
+def plot_probe_confusion(matrix: np.ndarray, accuracy: float) -> Figure:
+    """10x10 confusion of the linear probe on autoencoder codes (rows: true digit)."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.heatmap(matrix, ax=ax, annot=True, fmt="d", cmap="Blues", cbar=False,
+                annot_kws={"size": 7})
+    ax.set(xlabel="predicted digit", ylabel="true digit",
+           title=f"Linear probe on codes: {accuracy:.1%} test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_unit_statistics(units: pd.DataFrame) -> Figure:
+    """How often each latent unit is active, and its mean activation; dead units in red."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    colours = np.where(units["dead"], "tab:red", "tab:blue")
+    top.bar(units["unit"], units["active_fraction"], color=colours)
+    top.set(ylabel="fraction active", ylim=(0, 1.05),
+            title=f"Latent units ({int(units['dead'].sum())} dead of {len(units)})")
+    bottom.bar(units["unit"], units["mean"], yerr=units["std"], color=colours, capsize=2)
+    bottom.set(xlabel="unit", ylabel="mean activation (± std)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_error_distribution(bce: np.ndarray, labels: np.ndarray) -> Figure:
+    """Per-sample reconstruction BCE on the test set: histogram and per-digit spread."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.hist(bce, bins=60, color="tab:blue")
+    left.axvline(np.mean(bce), color="k", linestyle="--", label=f"mean {np.mean(bce):.4f}")
+    left.set(xlabel="per-sample BCE", ylabel="test images", title="Reconstruction error")
+    left.legend()
+    sns.boxplot(x=labels.astype(int), y=bce, ax=right, color="tab:blue", fliersize=1)
+    right.set(xlabel="digit", ylabel="per-sample BCE", title="Error per digit")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gallery(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Figure:
+    """Pairs of rows (originals, reconstructions) with digit and error above each original.
+
+    ``rows`` holds (title, originals, reconstructions, labels, errors) per group.
+    """
+    n = max(len(group[1]) for group in rows)
+    side = int(round(np.sqrt(rows[0][1].shape[1])))
+    fig, axes = plt.subplots(2 * len(rows), n, figsize=(1.3 * n, 2.9 * len(rows)),
+                             squeeze=False)
+    for g, (title, originals, rebuilt, labels, errors) in enumerate(rows):
+        for col in range(n):
+            for r, images in enumerate((originals, rebuilt)):
+                ax = axes[2 * g + r, col]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if col < len(images):
+                    ax.imshow(images[col].reshape(side, side), cmap="gray", vmin=0, vmax=1)
+            axes[2 * g, col].set_title(f"{int(labels[col])}: {errors[col]:.3f}", fontsize=8)
+        axes[2 * g, 0].set_ylabel(f"{title}\noriginal", fontsize=8)
+        axes[2 * g + 1, 0].set_ylabel("reconstruction", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "preprocess", "train", "evaluate", "promote", "report")
+STAGES = ("download", "preprocess", "train", "evaluate", "baselines", "analyze", "promote",
+          "report")
 
 
 def cli_command(params, source_dir, dataset_name="synthetic"):

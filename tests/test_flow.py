@@ -52,7 +52,7 @@ def test_cached_rerun_in_a_fresh_process_never_imports_tensorflow(base, prefect_
 def test_changing_epochs_reruns_train_evaluate_report_only(base):
     params, first = base
     result = mnist_autoencoder(**params | {"epochs": 3})
-    assert states(result) == expect("train", "evaluate", "promote", "report")
+    assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
     assert result["report"] != first["report"]  # the first run's outputs stay where they were
     assert Path(first["report"]).is_file()
     assert states(mnist_autoencoder(**params)) == expect()
@@ -68,7 +68,7 @@ def test_switching_cache_format_reads_parquet_without_retraining(base):
     params, first = base
     assert states(mnist_autoencoder(**params | {"cache_format": "parquet"})) == expect()
     result = mnist_autoencoder(**params | {"cache_format": "parquet", "epochs": 4})
-    assert states(result) == expect("train", "evaluate", "promote", "report")
+    assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
     assert result["metrics"]["test_bce"] < first["metrics"]["test_bce"] * 1.2
 
 
@@ -80,7 +80,7 @@ def test_deleted_model_is_rebuilt_not_returned_stale(base):
     assert states(result)["train"] == "ran" and states(result)["preprocess"] == "cached"
     assert result["outputs"]["train"] == first["outputs"]["train"] and model.is_file()
     # the saved model embeds its save time, so what depends on its content reruns too
-    assert states(result) == expect("train", "evaluate", "promote", "report")
+    assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
     assert Path(result["report"]).is_file()
 
 
@@ -112,7 +112,7 @@ def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
     raw_images.write_bytes(raw_images.read_bytes()[:100])
     result = mnist_autoencoder(**params)
     # download refetches the same verified bytes, so preprocess stays cached
-    assert states(result) == expect("download", "train", "evaluate", "promote", "report")
+    assert states(result) == expect("download", "train", "evaluate", "analyze", "promote", "report")
     assert len(raw_images.read_bytes()) > 100
 
 
