@@ -116,19 +116,22 @@ def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
     assert len(raw_images.read_bytes()) > 100
 
 
-def test_changing_a_helper_module_invalidates_its_stage(base, prefect_api, tmp_path):
-    """Edit a helper of preprocess (tasks/idx.py) in a copy of the project: preprocess reruns."""
+@pytest.mark.parametrize("module, marker, edit, stage", [
+    ("tasks/idx.py", "    if len(data) < 4:\n", "    data = bytes(data)  # edited\n", "preprocess"),
+    ("tasks/figures.py", "def plot_loss_curves(", "EDITED_BY_THE_TEST = True\n\n\n", "report"),
+])
+def test_changing_a_helper_module_invalidates_its_stage_only(base, prefect_api, tmp_path,
+                                                              module, marker, edit, stage):
+    """Edit a helper module in a copy of the project: only the stage that uses it reruns."""
     params, _ = base
     copy = tmp_path / "project"
     for package in ("flows", "tasks", "tests"):
         shutil.copytree(PROJECT / package, copy / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    idx = copy / "tasks" / "idx.py"
-    source = idx.read_text()
-    marker = '    if len(data) < 4:\n'
-    assert marker in source
-    edit = "    data = bytes(data)  # edited by the test\n"
-    idx.write_text(source.replace(marker, edit + marker))
+    path = copy / module
+    source = path.read_text()
+    assert source.count(marker) == 1
+    path.write_text(source.replace(marker, edit + marker))
     stdout = cli_run(params, prefect_api, cwd=copy)
-    assert summary_states(stdout) == expect("preprocess")
+    assert summary_states(stdout) == expect(stage)
     assert "TensorFlow: not imported" in stdout
