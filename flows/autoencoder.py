@@ -73,14 +73,16 @@ def mnist_autoencoder(
     raw = run_stage(download, stages, dataset=dataset, source=source, data_dir=params["data_dir"])
     splits = run_stage(preprocess, stages, raw=raw, dataset=dataset, val_size=val_size,
                        seed=seed, train_subset=train_subset, data_dir=params["data_dir"])
+    # Before train: these baselines need no model, and running them while TensorFlow is
+    # not yet loaded keeps the run's peak memory under 2 GiB (measured 2.3 GiB after).
+    references = run_stage(baselines, stages, splits=splits, cache_format=cache_format,
+                           latent_dim=latent_dim, seed=seed, artifacts_dir=params["artifacts_dir"])
     trained = run_stage(train, stages, splits=splits, cache_format=cache_format,
                         latent_dim=latent_dim, epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, patience=patience, seed=seed,
                         artifacts_dir=params["artifacts_dir"])
     evaluation = run_stage(evaluate, stages, trained=trained, splits=splits,
                            cache_format=cache_format, artifacts_dir=params["artifacts_dir"])
-    references = run_stage(baselines, stages, splits=splits, cache_format=cache_format,
-                           latent_dim=latent_dim, seed=seed, artifacts_dir=params["artifacts_dir"])
     analysis = run_stage(analyze, stages, trained=trained, splits=splits, baselines=references,
                          cache_format=cache_format, seed=seed,
                          artifacts_dir=params["artifacts_dir"])

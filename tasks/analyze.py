@@ -7,7 +7,7 @@
   a seeded sample), per-unit statistics with the count of dead ReLU units;
 - per-sample reconstruction errors, and the worst and best reconstructions.
 
-Pure NumPy/scikit-learn functions; only ``encode_and_reconstruct`` touches Keras.
+Pure NumPy/scikit-learn functions; only ``encode`` and ``reconstruct`` touch Keras.
 The report stage turns these outputs into figures.
 """
 
@@ -22,7 +22,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.caching import current_cache_key, stage_task_options
-from tasks.evaluate import per_sample_bce, per_sample_mse
+from tasks.evaluate import per_sample_bce, per_sample_mse, reconstruct
 from tasks.paths import stage_dir
 from tasks.storage import atomic_dir, describe_outputs, require_valid, write_json_atomic
 
@@ -72,10 +72,12 @@ def extremes(errors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order[::-1][:k], order[:k]
 
 
-def encode_and_reconstruct(model_dir: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from tasks.evaluate import reconstruct
+def encode(model_dir: Path, x: np.ndarray) -> np.ndarray:
+    import keras
 
-    return reconstruct(model_dir, x)
+    from tasks.evaluate import apply_in_chunks
+
+    return apply_in_chunks(keras.models.load_model(model_dir / "encoder.keras"), x)
 
 
 def analyze_representation(model_dir: Path, splits_dir: Path, cache_format: str, out_dir: Path,
@@ -85,10 +87,10 @@ def analyze_representation(model_dir: Path, splits_dir: Path, cache_format: str,
 
     from tasks.preprocess import load_splits
 
-    splits = load_splits(splits_dir, cache_format)
+    splits = load_splits(splits_dir, cache_format, names=("train", "test"))
     train, test = splits["train"], splits["test"]
-    train_codes, _ = encode_and_reconstruct(model_dir, train.x)
-    test_codes, reconstruction = encode_and_reconstruct(model_dir, test.x)
+    train_codes = encode(model_dir, train.x)
+    test_codes, reconstruction = reconstruct(model_dir, test.x)
     latent_dim = test_codes.shape[1]
     bce, mse = per_sample_bce(test.x, reconstruction), per_sample_mse(test.x, reconstruction)
 

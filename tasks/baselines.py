@@ -34,7 +34,7 @@ def compute_baselines(splits_dir: Path, cache_format: str, n_components: int, se
                       out_dir: Path, log=print) -> dict[str, Any]:
     from tasks.preprocess import load_splits
 
-    splits = load_splits(splits_dir, cache_format)
+    splits = load_splits(splits_dir, cache_format, names=("train", "test"))
     train, test = splits["train"], splits["test"]
     log(f"PCA with {n_components} components")
     pca = fit_pca(train.x, n_components, seed)

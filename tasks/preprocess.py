@@ -105,19 +105,24 @@ def write_parquet(path: Path, splits: dict[str, Split], metadata: dict[str, Any]
         pq.write_table(table, tmp, compression="zstd", row_group_size=16384)
 
 
-def load_splits(directory: Path, cache_format: str = "npz") -> dict[str, Split]:
-    """Read the splits written by ``write_npz`` or ``write_parquet``."""
+def load_splits(directory: Path, cache_format: str = "npz",
+                names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
+    """Read the splits ``names`` written by ``write_npz`` or ``write_parquet``.
+
+    NPZ members are read lazily, so asking only for the splits a stage needs keeps
+    its memory down (the training split alone is 157 MB).
+    """
     path = Path(directory) / FILE_NAMES[cache_format]
     if cache_format == "npz":
         with np.load(path, allow_pickle=False) as archive:
             return {name: Split(*(archive[f"{name}_{field}"] for field in Split._fields))
-                    for name in SPLITS}
+                    for name in names}
     table = pq.read_table(path)
     split_column = table.column("split").to_numpy()
     pixels = table.column("pixels").combine_chunks()
     x_all = pixels.values.to_numpy().reshape(len(table), pixels.type.list_size)
     index, labels = table.column("index").to_numpy(), table.column("label").to_numpy()
-    masks = {name: split_column == name for name in SPLITS}
+    masks = {name: split_column == name for name in names}
     return {name: Split(x_all[m], labels[m], index[m]) for name, m in masks.items()}
 
 

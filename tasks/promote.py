@@ -116,7 +116,7 @@ def score_on_test_split(splits_dir: Path, cache_format: str) -> Callable[[Path],
         from tasks.evaluate import per_sample_bce, reconstruct
         from tasks.preprocess import load_splits
 
-        test = load_splits(splits_dir, cache_format)["test"]
+        test = load_splits(splits_dir, cache_format, names=("test",))["test"]
         return float(per_sample_bce(test.x, reconstruct(model_dir, test.x)[1]).mean())
 
     return score

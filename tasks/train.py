@@ -32,7 +32,7 @@ def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, lat
     from tasks.model import build_autoencoder, fit_autoencoder
     from tasks.preprocess import load_splits
 
-    splits = load_splits(splits_dir, cache_format)
+    splits = load_splits(splits_dir, cache_format, names=("train", "val"))
     x_train, x_val = splits["train"].x, splits["val"].x
     autoencoder, encoder, decoder = build_autoencoder(x_train.shape[1], latent_dim,
                                                       learning_rate, seed)
