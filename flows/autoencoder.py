@@ -1,10 +1,9 @@
 """The pipeline as one Prefect flow: download -> preprocess -> train -> evaluate -> report.
 
-Between evaluate and report, ``baselines`` (PCA, raw-pixel probe) and ``analyze``
-(linear probe, latent statistics, anomalies) measure the representation, and
-``promote`` replaces
-the champion model (``artifacts/models/champion/``) only if the new one is at
-least as good.
+Around that spine, ``baselines`` (PCA, raw-pixel probe; needs no model) and
+``analyze`` (linear probe, latent statistics, anomalies) measure the
+representation, and ``promote`` replaces the champion model
+(``artifacts/models/champion/``) only if the new one is at least as good.
 
 Run it with ``python -m flows.autoencoder [--name value ...]``; ``--help`` lists the
 parameters and their defaults.
