@@ -27,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from ops.local_prefect import api_url, start_server, stop_process
 
 PROJECT = Path(__file__).resolve().parents[1]
 FLOPS_PER_SAMPLE = 250_880  # forward 2*(784*32 + 32*784); backward: dW1, dh, dW2 (no dx)
@@ -89,40 +90,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PrefectServer:
-    """A real ``prefect server start`` on a free loopback port with its own PREFECT_HOME."""
-
-    def __init__(self, home: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
-        self.env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_API_URL": self.url,
-                                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        self.log = open(home.parent / "server.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("prefect")), "server", "start",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"prefect server exited; see {self.log.name}") from None
-                time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"prefect server not healthy after 180 s; see {self.log.name}")
-
-    def stop(self) -> None:
-        self.proc.send_signal(2)  # SIGINT: the server shuts down cleanly
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-
 def stage_seconds(stdout: str) -> dict[str, tuple[str, float]]:
     """Parse the flow summary's ``  stage  ran|cached  N.N s`` lines."""
     stages = {}
@@ -164,15 +131,18 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "home").mkdir()
         print("starting a local Prefect server ...", flush=True)
-        server = PrefectServer(tmp / "home")
-        env = server.env | {"MNIST_AE_CACHE_DIR": str(tmp / "cache")}
+        port = free_port()
+        server = start_server(port, tmp / "home", tmp / "server.log")
+        env = os.environ | {"PREFECT_API_URL": api_url(port), "PREFECT_HOME": str(tmp / "home"),
+                            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                            "MNIST_AE_CACHE_DIR": str(tmp / "cache")}
         try:
             print("full pipeline run ...", flush=True)
             full = pipeline(env, tmp, args.source, args.epochs)
             cached = [pipeline(env, tmp, args.source, args.epochs)
                       for _ in range(args.cached_repeats)]
         finally:
-            server.stop()
+            stop_process(server.pid)
         print("cached run with a temporary server ...", flush=True)
         ephemeral_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
         ephemeral = pipeline(ephemeral_env, tmp, args.source, args.epochs)
