@@ -9,8 +9,6 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
-DEFAULT_ARTIFACTS_DIR = PROJECT_ROOT / "artifacts"
 
 # Prefect cache records (small JSON-like results and their locks). Override with
 # MNIST_AE_CACHE_DIR, e.g. to share one cache between clones or to isolate tests.
