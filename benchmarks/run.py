@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ops.local_prefect import api_url, start_server, stop_process
+from ops.local_prefect import api_url, free_port, start_server, stop_process
 
 PROJECT = Path(__file__).resolve().parents[1]
 FLOPS_PER_SAMPLE = 250_880  # forward 2*(784*32 + 32*784); backward: dW1, dh, dW2 (no dx)
@@ -82,12 +81,6 @@ def import_seconds(module: str, repeats: int = 3) -> float:
     return statistics.median(
         float(run_measured([sys.executable, "-c", code])["stdout"].split()[-1])
         for _ in range(repeats))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stage_seconds(stdout: str) -> dict[str, tuple[str, float]]:

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,13 @@ POOL = "mnist-autoencoder"
 
 def api_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/api"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def prefect_executable() -> str:

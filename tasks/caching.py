@@ -58,6 +58,11 @@ def code_version(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> st
     return digest.hexdigest()
 
 
+def is_description(value: Any) -> bool:
+    """True for the ``{dir, files, hash, ...}`` value ``describe_outputs`` builds."""
+    return isinstance(value, dict) and {"dir", "files", "hash"} <= value.keys()
+
+
 def content_only(value: Any) -> Any:
     """Replace each upstream ``{dir, files, hash}`` description by its content hash.
 
@@ -66,9 +71,9 @@ def content_only(value: Any) -> Any:
     upstream stage that reruns and writes byte-identical files leaves its
     dependents cached.
     """
+    if is_description(value):
+        return {"content": value["hash"]}
     if isinstance(value, dict):
-        if {"dir", "files", "hash"} <= value.keys():
-            return {"content": value["hash"]}
         return {k: content_only(v) for k, v in value.items()}
     return value
 
@@ -83,9 +88,9 @@ def stage_key(stage: str, modules: tuple[str, ...], inputs: dict[str, Any],
 
 def described_outputs(value: Any) -> list[dict[str, Any]]:
     """Find the ``{dir, files, hash}`` descriptions inside a stage's return value."""
+    if is_description(value):
+        return [value]
     if isinstance(value, dict):
-        if {"dir", "files"} <= value.keys():
-            return [value]
         return [d for v in value.values() for d in described_outputs(v)]
     return []
 

@@ -26,10 +26,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.caching import stage_task_options
+from tasks.caching import code_version, stage_task_options
 from tasks.storage import atomic_dir, atomic_path, require_valid, write_json_atomic
+from tasks.train import MODEL_FILES
 
-MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
 CHAMPION_INFO = "champion.json"
 DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
 
@@ -122,7 +122,7 @@ def score_on_test_split(splits_dir: Path, cache_format: str) -> Callable[[Path],
     return score
 
 
-MODULES = ("tasks.promote", "tasks.evaluate", "tasks.storage")
+MODULES = ("tasks.promote", "tasks.evaluate", "tasks.train", "tasks.storage")
 
 
 @task(**stage_task_options("promote", MODULES, packages=("tensorflow", "keras"),
@@ -132,8 +132,6 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
             artifacts_dir: str) -> dict[str, Any]:
     """Compare the new model with the champion and promote it if it is not worse."""
     from prefect.runtime import flow_run
-
-    from tasks.caching import code_version
 
     require_valid(trained)
     require_valid(splits)

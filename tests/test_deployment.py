@@ -3,7 +3,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +13,7 @@ import pytest
 from ops.local_prefect import (
     POOL,
     api_url,
+    free_port,
     group_is_empty,
     start_server,
     start_worker,
@@ -21,12 +21,6 @@ from ops.local_prefect import (
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prefect(args, env, timeout=300):
