@@ -19,6 +19,7 @@ and only when they actually run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -35,6 +36,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tasks.storage import atomic_path  # noqa: E402
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warning.
+
+    Every training run compiles its own epoch function once, by design; after a few
+    runs in one process (sweep trials in threads) TensorFlow mistakes that for
+    accidental retracing and says so on each new run.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingNotice())
 
 
 def build_autoencoder(input_dim: int, latent_dim: int, learning_rate: float,
@@ -84,9 +100,14 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
     optimizer = autoencoder.optimizer
     variables = autoencoder.trainable_variables
 
+    def total_loss(batch, training):
+        loss = loss_fn(batch, autoencoder(batch, training=training))
+        # Layer losses (activity penalties, a VAE's KL term), as ``fit`` adds them.
+        return loss + tf.add_n(autoencoder.losses) if autoencoder.losses else loss
+
     def train_step(batch):
         with tf.GradientTape() as tape:
-            loss = loss_fn(batch, autoencoder(batch, training=True))
+            loss = total_loss(batch, training=True)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
@@ -104,7 +125,7 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
 
     @tf.function(jit_compile=True)
     def mean_loss(x):
-        return loss_fn(x, autoencoder(x, training=False))
+        return total_loss(x, training=False)
 
     return train_epoch, mean_loss
 
