@@ -9,11 +9,24 @@ from collections.abc import Sequence
 
 
 def _converter(annotation: str):
+    if annotation.startswith(("tuple[", "list[")):  # a comma-separated list: 2,4,8
+        item = _converter(annotation.split("[", 1)[1])
+        return lambda text: tuple(item(part) for part in text.split(",") if part.strip())
+    if annotation == "bool":
+        return _boolean
     if "int" in annotation and "float" not in annotation:
         return int
     if "float" in annotation:
         return float
     return str
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def build_parser(flow, prog: str | None = None) -> argparse.ArgumentParser:

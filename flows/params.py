@@ -29,7 +29,35 @@ def _writable_dir(name: str, value: str) -> None:
 
 
 def validate_params(params: dict[str, Any]) -> None:
-    """Raise ``ParameterError`` for the first parameter that cannot work."""
+    """Raise ``ParameterError`` for the first parameter of the pipeline flow that cannot work."""
+    _validate_data(params)
+    _require(params["latent_dim"] >= 1, "latent_dim", params["latent_dim"], "must be at least 1")
+    _validate_training(params)
+    _require(params["seed"] >= 0, "seed", params["seed"], "must be a non-negative integer")
+    _require(0 <= params["promotion_tolerance"] < 1, "promotion_tolerance",
+             params["promotion_tolerance"], "must be in [0, 1)")
+    _validate_dirs(params)
+
+
+def validate_sweep_params(params: dict[str, Any], variants: tuple[str, ...]) -> None:
+    """Raise ``ParameterError`` for the first parameter of the sweep flow that cannot work."""
+    _validate_data(params)
+    chosen = list(params["variants"])
+    _require(bool(chosen) and set(chosen) <= set(variants) and len(set(chosen)) == len(chosen),
+             "variants", chosen, f"give one or more distinct names from {list(variants)}")
+    sizes = list(params["latent_dims"])
+    _require(bool(sizes) and all(size >= 1 for size in sizes) and len(set(sizes)) == len(sizes),
+             "latent_dims", sizes, "give one or more distinct sizes, each at least 1")
+    seeds = list(params["seeds"])
+    _require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
+             "seeds", seeds, "give one or more distinct non-negative integers")
+    _require(params["split_seed"] >= 0, "split_seed", params["split_seed"],
+             "must be a non-negative integer")
+    _validate_training(params)
+    _validate_dirs(params)
+
+
+def _validate_data(params: dict[str, Any]) -> None:
     _require(params["dataset"] in DATASETS, "dataset", params["dataset"],
              f"choose one of {sorted(DATASETS)}")
     source = params["source"]
@@ -42,16 +70,18 @@ def validate_params(params: dict[str, Any]) -> None:
              f"choose one of {list(FORMATS)}")
     _require(0 < params["val_size"] < MNIST_TRAIN_SIZE, "val_size", params["val_size"],
              f"must leave training data: 1 <= val_size < {MNIST_TRAIN_SIZE}")
-    for name in ("latent_dim", "epochs", "batch_size"):
-        _require(params[name] >= 1, name, params[name], "must be at least 1")
-    _require(params["patience"] >= 1, "patience", params["patience"], "must be at least 1")
-    _require(0 < params["learning_rate"] <= 1, "learning_rate", params["learning_rate"],
-             "must be in (0, 1]")
-    _require(params["seed"] >= 0, "seed", params["seed"], "must be a non-negative integer")
     _require(params["train_subset"] >= 0, "train_subset", params["train_subset"],
              "must be 0 (all) or a positive number of images")
-    _require(0 <= params["promotion_tolerance"] < 1, "promotion_tolerance",
-             params["promotion_tolerance"], "must be in [0, 1)")
+
+
+def _validate_training(params: dict[str, Any]) -> None:
+    for name in ("epochs", "batch_size", "patience"):
+        _require(params[name] >= 1, name, params[name], "must be at least 1")
+    _require(0 < params["learning_rate"] <= 1, "learning_rate", params["learning_rate"],
+             "must be in (0, 1]")
+
+
+def _validate_dirs(params: dict[str, Any]) -> None:
     for name in ("data_dir", "artifacts_dir"):
         _writable_dir(name, params[name])
 

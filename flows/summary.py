@@ -24,14 +24,18 @@ def run_stage(task, log: list[StageRun], **kwargs: Any) -> Any:
     return result
 
 
-def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str) -> str:
-    rows = [f"  {s.stage:<11} {'cached' if s.state == 'Cached' else 'ran':<7} {s.seconds:6.1f} s"
+def format_stages(stages: list[StageRun]) -> list[str]:
+    """One line per stage: ran or cached, and its wall time; then whether TensorFlow loaded."""
+    rows = [f"  {s.stage:<12} {'cached' if s.state == 'Cached' else 'ran':<7} {s.seconds:6.1f} s"
             for s in stages]
     tf_note = "imported" if "tensorflow" in sys.modules else "not imported"
+    return ["Stages:", *rows, f"TensorFlow: {tf_note}"]
+
+
+def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str) -> str:
     return "\n".join([
-        "Stages:", *rows,
+        *format_stages(stages),
         "Metrics: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                 for k, v in metrics.items()),
-        f"TensorFlow: {tf_note}",
         f"Report: {report_path}",
     ])

@@ -75,6 +75,8 @@ def content_only(value: Any) -> Any:
         return {"content": value["hash"]}
     if isinstance(value, dict):
         return {k: content_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [content_only(v) for v in value]
     return value
 
 
@@ -91,7 +93,9 @@ def described_outputs(value: Any) -> list[dict[str, Any]]:
     if is_description(value):
         return [value]
     if isinstance(value, dict):
-        return [d for v in value.values() for d in described_outputs(v)]
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [d for v in value for d in described_outputs(v)]
     return []
 
 

@@ -146,3 +146,29 @@ def plot_gallery(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.nd
         axes[2 * g + 1, 0].set_ylabel("reconstruction", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_rate_distortion(summary: pd.DataFrame, reference: str = "pca") -> Figure:
+    """Test BCE and MSE against code size, one line per variant (mean ± std over seeds).
+
+    ``summary`` has columns variant, latent_dim, test_bce, test_bce_std, test_mse,
+    test_mse_std; the ``reference`` variant is drawn dashed in black.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric, label in ((axes[0], "test_bce", "test binary cross-entropy"),
+                              (axes[1], "test_mse", "test mean squared error")):
+        for variant, rows in summary.groupby("variant", sort=False):
+            rows = rows.sort_values("latent_dim")
+            style = ({"color": "black", "linestyle": "--"} if variant == reference else {})
+            ax.errorbar(rows["latent_dim"], rows[metric], yerr=rows[f"{metric}_std"].fillna(0),
+                        marker="o", markersize=4, capsize=2, label=variant, **style)
+        ax.set_xscale("log", base=2)
+        sizes = sorted(summary["latent_dim"].unique())
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.minorticks_off()
+        ax.set(xlabel="code size (latent units)", ylabel=label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(title="variant")
+    fig.suptitle("Rate-distortion: reconstruction error against code size")
+    fig.tight_layout()
+    return fig

@@ -40,3 +40,8 @@ def processed_dir(data_dir: Path, dataset: str, key: str) -> Path:
 def stage_dir(artifacts_dir: Path, stage: str, key: str) -> Path:
     """Outputs of one stage for one cache key: runs with other inputs never overwrite them."""
     return artifacts_dir / stage / key
+
+
+def checkpoint_path(out_dir: Path) -> Path:
+    """Where training checkpoints the run that will fill ``out_dir`` (beside it, not in it)."""
+    return out_dir.parent / ".checkpoints" / f"{out_dir.name}.npz"

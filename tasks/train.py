@@ -14,7 +14,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from tasks.caching import current_cache_key, stage_task_options
-from tasks.paths import stage_dir
+from tasks.paths import checkpoint_path, stage_dir
 from tasks.storage import atomic_dir, describe_outputs, require_valid
 
 MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
@@ -62,10 +62,6 @@ def train_autoencoder(splits_dir: Path, cache_format: str, out_dir: Path, *, lat
         "config": {"latent_dim": latent_dim, "epochs": epochs, "batch_size": batch_size,
                    "learning_rate": learning_rate, "patience": patience, "seed": seed},
     }
-
-
-def checkpoint_path(out_dir: Path) -> Path:
-    return out_dir.parent / ".checkpoints" / f"{out_dir.name}.npz"
 
 
 MODULES = ("tasks.train", "tasks.model", "tasks.preprocess", "tasks.storage")

@@ -71,3 +71,13 @@ def test_cli_exposes_every_flow_parameter_with_its_default():
     assert parsed["source"] == "x" and parsed["val_size"] == 5
     help_text = parser.format_help()
     assert "--latent-dim" in help_text and "(default: 32)" in help_text
+
+
+def test_cli_reads_lists_and_booleans():
+    from flows.sweep import mnist_sweep
+
+    args = vars(build_parser(mnist_sweep).parse_args(
+        ["--latent-dims", "2,4,8", "--variants", "shallow,vae", "--probe", "false"]))
+    assert args["latent_dims"] == (2, 4, 8) and args["variants"] == ("shallow", "vae")
+    assert args["probe"] is False
+    assert build_parser(mnist_sweep).parse_args([]).seeds == (0,)

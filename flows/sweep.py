@@ -1,0 +1,159 @@
+"""Sweep: model variants x code sizes x seeds, trained concurrently, compared in one report.
+
+The data stages are the pipeline's own (``download``, ``preprocess``: run and
+cached once). Every trial is a cached task (``tasks.trial``), so growing the grid
+by one value trains only the new trials; PCA at each code size is computed the
+same way as a reference. Trials run through the flow's task runner:
+
+- by default a thread pool of ``MNIST_AE_SWEEP_WORKERS`` threads (default: the
+  number of cores);
+- with ``MNIST_AE_DASK_ADDRESS`` set (e.g. ``tcp://scheduler:8786``), prefect-dask's
+  ``DaskTaskRunner`` on that existing Dask cluster. Its workers need this project
+  installed, the Prefect API URL, and the data, artifacts and cache directories on
+  storage every machine sees (set ``MNIST_AE_CACHE_DIR`` and pass absolute
+  ``data_dir``/``artifacts_dir``).
+
+Run it with ``python -m flows.sweep [--name value ...]``; list parameters are
+comma-separated (``--latent-dims 2,4,8,16``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.params import resolved, validate_sweep_params
+from flows.summary import StageRun, format_stages, run_stage
+from tasks.download import download
+from tasks.preprocess import preprocess
+from tasks.sweep_report import sweep_report
+from tasks.trial import REFERENCE, VARIANTS, trial
+
+DASK_ADDRESS_ENV = "MNIST_AE_DASK_ADDRESS"
+WORKERS_ENV = "MNIST_AE_SWEEP_WORKERS"
+
+
+def task_runner():
+    """The Dask cluster named by ``MNIST_AE_DASK_ADDRESS``, else a thread pool."""
+    address = os.environ.get(DASK_ADDRESS_ENV, "").strip()
+    if address:
+        if "{{" in address or not re.fullmatch(r"([a-z]+://)?[\w.\-\[\]:]+:\d+/?", address):
+            raise ValueError(f"{DASK_ADDRESS_ENV}={address!r} is not a Dask scheduler address; "
+                             "give one like tcp://scheduler:8786, or leave it empty to run "
+                             "trials on a thread pool here")
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=address)
+    return ThreadPoolTaskRunner(max_workers=int(os.environ.get(WORKERS_ENV) or os.cpu_count()))
+
+
+class SweepError(RuntimeError):
+    """Some trials failed; the report holds the others."""
+
+
+@flow(name="mnist-sweep", task_runner=task_runner(), validate_parameters=True)
+def mnist_sweep(
+    dataset: str = "mnist",
+    source: str | None = None,
+    val_size: int = 10_000,
+    train_subset: int = 0,
+    split_seed: int = 0,
+    cache_format: str = "npz",
+    variants: tuple[str, ...] = VARIANTS,
+    latent_dims: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128),
+    seeds: tuple[int, ...] = (0,),
+    epochs: int = 50,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    patience: int = 5,
+    probe: bool = True,
+    data_dir: str = "data",
+    artifacts_dir: str = "artifacts",
+) -> dict[str, Any]:
+    """Train every variant at every code size and seed; compare them with PCA in one report.
+
+    Args:
+        dataset: "mnist" or "fashion_mnist".
+        source: local directory, file:// URL or http(s) base URL holding the four
+            .gz IDX files; empty for the public mirrors.
+        val_size: training images held out for validation.
+        train_subset: train on only this many of the remaining images (0 = all).
+        split_seed: seeds the train/validation split (shared by every trial).
+        cache_format: which cached split file trials read: "npz" or "parquet".
+        variants: model variants: shallow, sparse, deep, conv, vae (comma-separated).
+        latent_dims: code sizes (comma-separated).
+        seeds: seeds for weight initialisation and batch order (comma-separated).
+        epochs: maximum number of epochs per trial.
+        batch_size: samples per gradient step.
+        learning_rate: Adam's learning rate.
+        patience: epochs without a lower training loss before a trial stops early.
+        probe: also fit a linear probe (logistic regression) on each trial's codes.
+        data_dir: where raw and processed data go (relative to the project).
+        artifacts_dir: where trial models and the sweep report go (relative to the project).
+    """
+    params = resolved(dict(locals()))
+    validate_sweep_params(params, VARIANTS)
+    stages: list[StageRun] = []
+    raw = run_stage(download, stages, dataset=dataset, source=source, data_dir=params["data_dir"])
+    splits = run_stage(preprocess, stages, raw=raw, dataset=dataset, val_size=val_size,
+                       seed=split_seed, train_subset=train_subset, data_dir=params["data_dir"])
+    training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "patience": patience}
+    grid = [(variant, size, seed) for variant in variants for size in latent_dims
+            for seed in seeds]
+    grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]
+    common = {"splits": splits, "cache_format": cache_format, "probe": probe,
+              "artifacts_dir": params["artifacts_dir"]}
+    futures = [trial.submit(**common, variant=variant, latent_dim=size, seed=seed,
+                            training=None if variant == REFERENCE else training)
+               for variant, size, seed in grid]
+    wait(futures)
+    trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state.name, "future": f}
+              for (v, d, s), f in zip(grid, futures)]
+    done = [t for t in trials if t["future"].state.is_completed()]
+    failed = [t for t in trials if not t["future"].state.is_completed()]
+    outputs = [t["future"].result() for t in done]
+    written = None
+    if outputs:
+        settings = {k: params[k] for k in ("dataset", "val_size", "train_subset", "split_seed",
+                                            "epochs", "batch_size", "learning_rate",
+                                            "patience")} | {"data": splits["hash"][:16]}
+        written = run_stage(sweep_report, stages, trials=outputs, settings=settings,
+                            artifacts_dir=params["artifacts_dir"])
+    if failed:
+        names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state']})"
+                          for t in failed)
+        raise SweepError(f"{len(failed)} of {len(trials)} trials failed: {names}. "
+                         f"Their logs say why; rerunning retries only them."
+                         + (f" Report of the others: {written['dir']}" if written else ""))
+    report_path = str(Path(written["dir"]) / "sweep.html")
+    rows = [{k: t[k] for k in ("variant", "latent_dim", "seed", "state")}
+            | {"metrics": out["metrics"], "dir": out["dir"]} for t, out in zip(done, outputs)]
+    return {"stages": [vars(s) for s in stages], "trials": rows, "report": report_path,
+            "summary_table": written["summary"],
+            "summary": format_sweep_summary(stages, rows, report_path)}
+
+
+def format_sweep_summary(stages: list[StageRun], rows: list[dict[str, Any]],
+                         report_path: str) -> str:
+    lines = ["Trials:", f"  {'variant':<8} {'latent':>6} {'seed':>4}  {'state':<7} "
+             f"{'test BCE':>8} {'test MSE':>8} {'probe':>6}"]
+    for row in rows:
+        m, probe = row["metrics"], row["metrics"]["probe_accuracy"]
+        lines.append(f"  {row['variant']:<8} {row['latent_dim']:>6} {row['seed']:>4}  "
+                     f"{'cached' if row['state'] == 'Cached' else 'ran':<7} "
+                     f"{m['test_bce']:8.4f} {m['test_mse']:8.4f} "
+                     f"{'-' if probe is None else f'{probe:.1%}':>6}")
+    return "\n".join([*format_stages(stages), *lines, f"Report: {report_path}"])
+
+
+if __name__ == "__main__":
+    from flows.cli import main
+
+    main(mnist_sweep, prog="python -m flows.sweep")
