@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Offline mirror, local directory, file:// or http(s) URL; empty = the public mirrors.
 SOURCE ?=
+# Dask scheduler for sweeps (tcp://host:8786); empty = a thread pool on this machine.
+DASK   ?=
 ARGS   ?=
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -16,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run test lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run sweep test lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,11 @@ run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
 	  export PREFECT_API_URL=$(API); fi; \
 	$(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
+sweep: venv        ## compare variants x code sizes (ARGS="--latent-dims 8,32 ...", DASK=)
+	if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(not h('$(API)'))"; then \
+	  export PREFECT_API_URL=$(API); fi; \
+	MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
 # ---- Deployments on a local Prefect server and worker (see README) ----------
 PORT       ?= 4200
 API        := http://127.0.0.1:$(PORT)/api
@@ -45,13 +52,14 @@ pool: server       ## create (or update) the process work pool
 	$(PREFECT) work-pool create mnist-autoencoder --type process --overwrite
 
 deploy: pool       ## register every deployment of prefect.yaml; SOURCE= is their data source
-	MNIST_AE_SOURCE=$(SOURCE) $(PREFECT) --no-prompt deploy --all
+	MNIST_AE_SOURCE=$(SOURCE) MNIST_AE_DASK_ADDRESS=$(DASK) $(PREFECT) --no-prompt deploy --all
 
 worker: pool       ## start a worker for the pool in the background
 	$(PY) -m ops.local_prefect worker --port $(PORT)
 
-deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retrain) and watch it
-	$(PREFECT) deployment run 'mnist-autoencoder/$(DEPLOYMENT)' --watch --watch-timeout 3600
+deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retrain|sweep), watch it
+	$(PREFECT) deployment run '$(if $(filter sweep,$(DEPLOYMENT)),mnist-sweep,mnist-autoencoder)/$(DEPLOYMENT)' \
+	  --watch --watch-timeout 3600 $(ARGS)
 
 stop:              ## stop the worker and the server
 	$(PY) -m ops.local_prefect stop

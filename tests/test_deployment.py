@@ -45,7 +45,7 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
     port = free_port()
     url = api_url(port)
     env = os.environ | {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "home"),
-                        "MNIST_AE_SOURCE": str(mnist_mirror),
+                        "MNIST_AE_SOURCE": str(mnist_mirror), "MNIST_AE_DASK_ADDRESS": "",
                         "MNIST_AE_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("PYTEST_CURRENT_TEST", None)
     server = start_server(port, tmp_path / "home", tmp_path / "server.log")
@@ -89,6 +89,17 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         assert "Invalid parameter latent_dim=0" in failed["state"]["message"]
         # rejected before any work: the smoke run's model is still the only one
         assert len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))) == 1
+
+        sweep = prefect(["deployment", "run", "mnist-sweep/sweep", "--watch",
+                         "--watch-timeout", "600", "--param", "variants=[\"shallow\"]",
+                         "--param", "latent_dims=[4]", "--param", "epochs=1",
+                         "--param", "train_subset=5000", "--param", "probe=false",
+                         "--param", f"data_dir={tmp_path / 'data'}",
+                         "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env, timeout=660)
+        assert "Completed" in sweep
+        (summary,) = (tmp_path / "artifacts").glob("sweep/*/summary.csv")
+        assert summary.read_text().count("\n") == 3  # header, shallow 4, pca 4
+        assert "mnist-sweep-summary" in {a["key"] for a in api(url, "/artifacts/filter", {})}
 
         smoke = api(url, "/deployments/name/mnist-autoencoder/smoke")
         assert smoke["parameters"]["source"] == str(mnist_mirror)  # filled in at deploy time
