@@ -130,7 +130,8 @@ def mnist_sweep(
         names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state']})"
                           for t in failed)
         raise SweepError(f"{len(failed)} of {len(trials)} trials failed: {names}. "
-                         f"Their logs say why; rerunning retries only them."
+                         f"The first one's error: {_error_of(failed[0]['future'])}. "
+                         "A rerun retries only the failed trials."
                          + (f" Report of the others: {written['dir']}" if written else ""))
     report_path = str(Path(written["dir"]) / "sweep.html")
     rows = [{k: t[k] for k in ("variant", "latent_dim", "seed", "state")}
@@ -138,6 +139,15 @@ def mnist_sweep(
     return {"stages": [vars(s) for s in stages], "trials": rows, "report": report_path,
             "summary_table": written["summary"],
             "summary": format_sweep_summary(stages, rows, report_path)}
+
+
+def _error_of(future) -> str:
+    """The exception a failed trial raised, or why it never ran (e.g. a Dask worker error)."""
+    try:
+        future.result(timeout=0)
+    except Exception as exc:  # noqa: BLE001 - any error is reported, none is swallowed
+        return f"{type(exc).__name__}: {exc}"
+    return f"state {future.state.name}"
 
 
 def format_sweep_summary(stages: list[StageRun], rows: list[dict[str, Any]],

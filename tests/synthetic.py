@@ -20,11 +20,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
-def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_digits(n: int, seed: int, side: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """Images whose structure depends on the label: one bright bar per class, plus noise."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.float32)
+    images = rng.integers(0, 40, (n, side, side)).astype(np.float32)
     for i, label in enumerate(labels):
         row = 3 + 2 * int(label)
         images[i, row:row + 3, 4:24] = 255
@@ -33,11 +33,11 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_dataset(directory: Path, n_train: int = 600, n_test: int = 100,
-                  seed: int = 0) -> DatasetSpec:
+                  seed: int = 0, side: int = 28) -> DatasetSpec:
     """Write the four .gz IDX files into ``directory``; return a spec pinning their payloads."""
     directory.mkdir(parents=True, exist_ok=True)
-    train_images, train_labels = make_digits(n_train, seed)
-    test_images, test_labels = make_digits(n_test, seed + 1)
+    train_images, train_labels = make_digits(n_train, seed, side)
+    test_images, test_labels = make_digits(n_test, seed + 1, side)
     arrays = dict(zip(ROLES, (train_images, train_labels, test_images, test_labels)))
     files = {}
     for role, array in arrays.items():

@@ -1,5 +1,6 @@
 """End to end with real processes: prefect server, work pool, deploy from prefect.yaml, worker,
-`prefect deployment run --watch` of the smoke deployment on the real MNIST mirror."""
+`prefect deployment run --watch` of the smoke deployment on the real MNIST mirror, and of the
+sweep deployment with its trials on a Dask cluster."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import distributed
 import pytest
 
 from ops.local_prefect import (
@@ -90,12 +92,25 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         # rejected before any work: the smoke run's model is still the only one
         assert len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))) == 1
 
-        sweep = prefect(["deployment", "run", "mnist-sweep/sweep", "--watch",
-                         "--watch-timeout", "600", "--param", "variants=[\"shallow\"]",
-                         "--param", "latent_dims=[4]", "--param", "epochs=1",
-                         "--param", "train_subset=5000", "--param", "probe=false",
-                         "--param", f"data_dir={tmp_path / 'data'}",
-                         "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env, timeout=660)
+        # The sweep deployment, pointed per run at a Dask cluster (as the README shows).
+        # Its worker processes get the server and the stage cache from their environment.
+        with pytest.MonkeyPatch.context() as cluster_env:
+            for name in ("PREFECT_API_URL", "PREFECT_HOME", "MNIST_AE_CACHE_DIR"):
+                cluster_env.setenv(name, env[name])
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                               processes=True, dashboard_address=None)
+        with cluster, distributed.Client(cluster) as client:
+            job_env = json.dumps({"MNIST_AE_DASK_ADDRESS": cluster.scheduler_address})
+            sweep = prefect(["deployment", "run", "mnist-sweep/sweep", "--watch",
+                             "--watch-timeout", "600", "--job-variable", f"env={job_env}",
+                             "--param", "variants=[\"shallow\"]",
+                             "--param", "latent_dims=[4]", "--param", "epochs=1",
+                             "--param", "train_subset=5000", "--param", "probe=false",
+                             "--param", f"data_dir={tmp_path / 'data'}",
+                             "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env,
+                            timeout=660)
+            ran = client.run(lambda dask_worker: dask_worker.state.transition_counter)
+        assert sum(ran.values()) > 0  # the trials ran on the cluster, not in the flow process
         assert "Completed" in sweep
         (summary,) = (tmp_path / "artifacts").glob("sweep/*/summary.csv")
         assert summary.read_text().count("\n") == 3  # header, shallow 4, pca 4

@@ -10,14 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed
 import pandas as pd
 import pytest
 
 from flows.sweep import DASK_ADDRESS_ENV, mnist_sweep
 from tests import synthetic
 from tests.flowrun import PROJECT, cli_env
-
-distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +87,25 @@ def test_growing_the_grid_on_a_dask_cluster_trains_only_new_trials(first, dask_c
     old = pd.read_csv(Path(before["report"]).parent / "trials.csv")
     kept = table.merge(old, on=["variant", "latent_dim", "seed"], suffixes=("", "_before"))
     assert len(kept) == 6 and (kept["test_bce"] == kept["test_bce_before"]).all()
+
+
+def test_failed_trials_leave_a_report_of_the_others_and_fail_the_flow(prefect_api, tmp_path):
+    """30x30 images: the conv variant cannot take them (its side must divide by 4)."""
+    from flows.sweep import SweepError
+    from tasks.download import DATASETS
+
+    DATASETS["synthetic30"] = synthetic.write_dataset(tmp_path / "source", n_train=300,
+                                                      side=30)
+    params = {"dataset": "synthetic30", "source": str(tmp_path / "source"), "val_size": 50,
+              "variants": ("shallow", "conv"), "latent_dims": (4,), "epochs": 1,
+              "batch_size": 64, "probe": False, "data_dir": str(tmp_path / "data"),
+              "artifacts_dir": str(tmp_path / "artifacts")}
+    with pytest.raises(SweepError, match=r"1 of 3 trials failed: conv/4/seed 0 \(Failed\)\. "
+                                         r"The first one's error: ValueError: the conv variant "
+                                         r"needs square images"):
+        mnist_sweep(**params)
+    (summary,) = (tmp_path / "artifacts").glob("sweep/*/summary.csv")
+    assert set(pd.read_csv(summary)["variant"]) == {"shallow", "pca"}
 
 
 def test_bad_grids_are_refused_before_any_work(synthetic_source, tmp_path):
