@@ -87,8 +87,12 @@ class EarlyStopping:
         return self.wait >= self.patience
 
 
-def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_size: int):
+def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_size: int,
+                         jit_compile: bool = True):
     """Compile a one-epoch training function and a full-set loss function for ``autoencoder``.
+
+    ``jit_compile=False`` builds the same loop as a plain TensorFlow graph, for
+    models whose ops XLA runs slowly on CPU (convolutions, see ``tasks.variants``).
 
     The epoch is a single XLA program: a while loop over the full batches plus one
     step for the remainder. Measured on 2 cores: 0.22 s/epoch, against 0.35 s with
@@ -111,7 +115,7 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def train_epoch(order):
         def body(step, total):
             batch = tf.gather(x_train, tf.slice(order, [step * batch_size], [batch_size]))
@@ -123,7 +127,7 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
             total += train_step(tf.gather(x_train, order[n_full * batch_size:])) * remainder
         return total / n_samples
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def mean_loss(x):
         return total_loss(x, training=False)
 
@@ -167,6 +171,7 @@ def fit_autoencoder(
     seed: int,
     min_delta: float = 0.0,
     checkpoint: Path | None = None,
+    jit_compile: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train in place; return one ``{epoch, loss, val_loss, seconds}`` row per epoch run.
@@ -177,7 +182,8 @@ def fit_autoencoder(
     same trajectory as an uninterrupted one.
     """
     train_tensor, val_tensor = tf.constant(x_train), tf.constant(x_val)
-    train_epoch, mean_loss = make_epoch_functions(autoencoder, train_tensor, batch_size)
+    train_epoch, mean_loss = make_epoch_functions(autoencoder, train_tensor, batch_size,
+                                                  jit_compile)
     rng = np.random.default_rng(seed)
     stopper = EarlyStopping(patience, min_delta)
     history: list[dict[str, Any]] = []

@@ -101,7 +101,7 @@ def _fit_network(variant: str, x_train, x_val, x_test, latent_dim: int, seed: in
                  training: dict[str, Any], checkpoint: Path, log) -> dict[str, Any]:
     from tasks.evaluate import apply_in_chunks
     from tasks.model import fit_autoencoder
-    from tasks.variants import build_variant
+    from tasks.variants import JIT_COMPILE, build_variant
 
     autoencoder, encoder, decoder = build_variant(variant, x_train.shape[1], latent_dim,
                                                   training["learning_rate"], seed)
@@ -113,7 +113,8 @@ def _fit_network(variant: str, x_train, x_val, x_test, latent_dim: int, seed: in
 
     history = fit_autoencoder(autoencoder, x_train, x_val, epochs=epochs,
                               batch_size=training["batch_size"], patience=training["patience"],
-                              seed=seed, checkpoint=checkpoint, on_epoch_end=report_epoch)
+                              seed=seed, checkpoint=checkpoint, on_epoch_end=report_epoch,
+                              jit_compile=JIT_COMPILE.get(variant, True))
     test_codes = apply_in_chunks(encoder, x_test)
     return {"reconstruction": apply_in_chunks(decoder, test_codes),
             "train_codes": apply_in_chunks(encoder, x_train), "test_codes": test_codes,
