@@ -29,15 +29,14 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 # Uses the local server of `make server` when it is up (no temporary server: faster).
+USE_SERVER = if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(not h('$(API)'))"; \
+  then export PREFECT_API_URL=$(API); fi
+
 run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
-	if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(not h('$(API)'))"; then \
-	  export PREFECT_API_URL=$(API); fi; \
-	$(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+	$(USE_SERVER); $(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 sweep: venv        ## compare variants x code sizes (ARGS="--latent-dims 8,32 ...", DASK=)
-	if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(not h('$(API)'))"; then \
-	  export PREFECT_API_URL=$(API); fi; \
-	MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 # ---- Deployments on a local Prefect server and worker (see README) ----------
 PORT       ?= 4200

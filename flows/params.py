@@ -42,19 +42,23 @@ def validate_params(params: dict[str, Any]) -> None:
 def validate_sweep_params(params: dict[str, Any], variants: tuple[str, ...]) -> None:
     """Raise ``ParameterError`` for the first parameter of the sweep flow that cannot work."""
     _validate_data(params)
-    chosen = list(params["variants"])
-    _require(bool(chosen) and set(chosen) <= set(variants) and len(set(chosen)) == len(chosen),
-             "variants", chosen, f"give one or more distinct names from {list(variants)}")
-    sizes = list(params["latent_dims"])
-    _require(bool(sizes) and all(size >= 1 for size in sizes) and len(set(sizes)) == len(sizes),
-             "latent_dims", sizes, "give one or more distinct sizes, each at least 1")
-    seeds = list(params["seeds"])
-    _require(bool(seeds) and all(seed >= 0 for seed in seeds) and len(set(seeds)) == len(seeds),
-             "seeds", seeds, "give one or more distinct non-negative integers")
+    _grid("variants", params, lambda v: v in variants,
+          f"give one or more distinct names from {list(variants)}")
+    _grid("latent_dims", params, lambda size: size >= 1,
+          "give one or more distinct sizes, each at least 1")
+    _grid("seeds", params, lambda seed: seed >= 0,
+          "give one or more distinct non-negative integers")
     _require(params["split_seed"] >= 0, "split_seed", params["split_seed"],
              "must be a non-negative integer")
     _validate_training(params)
     _validate_dirs(params)
+
+
+def _grid(name: str, params: dict[str, Any], valid, allowed: str) -> None:
+    """A sweep axis: non-empty, no repeats, every value ``valid``."""
+    values = list(params[name])
+    _require(bool(values) and len(set(values)) == len(values) and all(map(valid, values)),
+             name, values, allowed)
 
 
 def _validate_data(params: dict[str, Any]) -> None:

@@ -114,10 +114,10 @@ def mnist_sweep(
                             training=None if variant == REFERENCE else training)
                for variant, size, seed in grid]
     wait(futures)
-    trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state.name, "future": f}
+    trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state, "future": f}
               for (v, d, s), f in zip(grid, futures)]
-    done = [t for t in trials if t["future"].state.is_completed()]
-    failed = [t for t in trials if not t["future"].state.is_completed()]
+    done = [t for t in trials if t["state"].is_completed()]
+    failed = [t for t in trials if not t["state"].is_completed()]
     outputs = [t["future"].result() for t in done]
     written = None
     if outputs:
@@ -127,15 +127,16 @@ def mnist_sweep(
         written = run_stage(sweep_report, stages, trials=outputs, settings=settings,
                             artifacts_dir=params["artifacts_dir"])
     if failed:
-        names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state']})"
+        names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state'].name})"
                           for t in failed)
         raise SweepError(f"{len(failed)} of {len(trials)} trials failed: {names}. "
                          f"The first one's error: {_error_of(failed[0]['future'])}. "
                          "A rerun retries only the failed trials."
                          + (f" Report of the others: {written['dir']}" if written else ""))
     report_path = str(Path(written["dir"]) / "sweep.html")
-    rows = [{k: t[k] for k in ("variant", "latent_dim", "seed", "state")}
-            | {"metrics": out["metrics"], "dir": out["dir"]} for t, out in zip(done, outputs)]
+    rows = [{k: t[k] for k in ("variant", "latent_dim", "seed")}
+            | {"state": t["state"].name, "metrics": out["metrics"], "dir": out["dir"]}
+            for t, out in zip(done, outputs)]
     return {"stages": [vars(s) for s in stages], "trials": rows, "report": report_path,
             "summary_table": written["summary"],
             "summary": format_sweep_summary(stages, rows, report_path)}

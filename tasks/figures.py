@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,7 +14,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-CONFUSION_SHOWN = 20  # the heatmap shows the most frequent original argmax pixels
+CONFUSION_SHOWN = 20
+PNG_DPI = 100
+
+
+def to_png(fig: Figure) -> bytes:
+    """Encode ``fig`` as PNG and free it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI)
+    plt.close(fig)
+    return buffer.getvalue()  # the heatmap shows the most frequent original argmax pixels
 
 
 def plot_loss_curves(history: pd.DataFrame) -> Figure:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -212,19 +211,13 @@ def write_report(trained: dict[str, Any], evaluation: dict[str, Any], splits: di
                  raw: dict[str, Any], out_dir: Path, decision: dict[str, Any] | None = None,
                  analysis: dict[str, Any] | None = None) -> dict[str, Any]:
     """Draw the figures, write ``report.md`` and a self-contained ``report.html``."""
-    import matplotlib.pyplot as plt
-
     from tasks.caching import code_version
+    from tasks.figures import to_png
 
     eval_dir = Path(evaluation["dir"])
     analysis_dir = Path(analysis["dir"]) if analysis else None
     drawn = draw_figures(Path(trained["dir"]), eval_dir, analysis_dir)
-    png = {}
-    for key, fig in drawn.items():
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        plt.close(fig)
-        png[key] = buffer.getvalue()
+    png = {key: to_png(fig) for key, fig in drawn.items()}
     sections = build_sections(
         json.loads((eval_dir / "metrics.json").read_text()),
         pd.read_csv(eval_dir / "loss_by_digit.csv"), trained, splits, raw,

@@ -7,7 +7,6 @@ a self-contained ``sweep.html`` built with the pipeline report's renderer.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +53,12 @@ def best_per_size(summary: pd.DataFrame) -> pd.DataFrame:
 def write_sweep_report(metrics: list[dict[str, Any]], out_dir: Path,
                        settings: dict[str, Any]) -> dict[str, Any]:
     """Write the tables, the plot, ``sweep.md`` and ``sweep.html``; describe them."""
-    import matplotlib.pyplot as plt
-
-    from tasks.figures import plot_rate_distortion
+    from tasks.figures import plot_rate_distortion, to_png
     from tasks.report import Section, to_html, to_markdown
 
     trials = trials_table(metrics)
     summary = summary_table(trials)
-    fig = plot_rate_distortion(summary)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
+    png = to_png(plot_rate_distortion(summary))
     shown = summary.drop(columns=["test_bce_std", "test_mse_std"]).fillna("-")
     sections = [
         Section("Comparison", "Mean over seeds of each variant at each code size. BCE and MSE "
@@ -80,11 +74,11 @@ def write_sweep_report(metrics: list[dict[str, Any]], out_dir: Path,
     with atomic_dir(out_dir) as tmp:
         trials.to_csv(tmp / "trials.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
-        (tmp / "rate_distortion.png").write_bytes(buffer.getvalue())
+        (tmp / "rate_distortion.png").write_bytes(png)
         (tmp / "sweep.md").write_text(
             to_markdown(TITLE, sections, {"rate_distortion": "rate_distortion.png"}))
         (tmp / "sweep.html").write_text(
-            to_html(TITLE, sections, {"rate_distortion": buffer.getvalue()}))
+            to_html(TITLE, sections, {"rate_distortion": png}))
     files = ["trials.csv", "summary.csv", "rate_distortion.png", "sweep.md", "sweep.html"]
     records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
     return describe_outputs(out_dir, files) | {"summary": records}

@@ -23,10 +23,10 @@ from prefect import get_run_logger, task
 from tasks.caching import current_cache_key, stage_task_options
 from tasks.paths import checkpoint_path, stage_dir
 from tasks.storage import atomic_dir, describe_outputs, require_valid, write_json_atomic
+from tasks.train import MODEL_FILES
 
 VARIANTS = ("shallow", "sparse", "deep", "conv", "vae")  # built by tasks.variants
 REFERENCE = "pca"
-MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
 
 
 def run_trial(splits_dir: Path, cache_format: str, out_dir: Path, *, variant: str,
@@ -39,16 +39,17 @@ def run_trial(splits_dir: Path, cache_format: str, out_dir: Path, *, variant: st
     """
     from tasks.preprocess import load_splits
 
-    splits = load_splits(splits_dir, cache_format, names=("train", "val", "test"))
+    if variant not in (*VARIANTS, REFERENCE):
+        raise ValueError(f"unknown variant {variant!r}; choose one of {[*VARIANTS, REFERENCE]}")
+    names = ("train", "test") if variant == REFERENCE else ("train", "val", "test")
+    splits = load_splits(splits_dir, cache_format, names=names)
     train, test = splits["train"], splits["test"]
     started = time.perf_counter()
     if variant == REFERENCE:
         fitted = _fit_pca(train.x, test.x, latent_dim, seed)
-    elif variant in VARIANTS:
+    else:
         fitted = _fit_network(variant, train.x, splits["val"].x, test.x, latent_dim, seed,
                               training, checkpoint_path(out_dir), log)
-    else:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {[*VARIANTS, REFERENCE]}")
     seconds = time.perf_counter() - started
     metrics = score(test.x, fitted["reconstruction"]) | {
         "variant": variant, "latent_dim": latent_dim, "seed": seed,
@@ -124,7 +125,7 @@ def _fit_network(variant: str, x_train, x_val, x_test, latent_dim: int, seed: in
 
 
 MODULES = ("tasks.trial", "tasks.variants", "tasks.model", "tasks.evaluate", "tasks.analyze",
-           "tasks.baselines", "tasks.preprocess", "tasks.storage")
+           "tasks.baselines", "tasks.preprocess", "tasks.storage", "tasks.train")
 
 
 @task(**stage_task_options("trial", MODULES,
