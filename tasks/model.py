@@ -1,8 +1,9 @@
 """The seed's shallow autoencoder and a fast way to train it.
 
 Why not ``model.fit``: for a model this small, Keras' per-step Python and
-data-adapter overhead dominates (about 3.9 s/epoch on 2 cores for 12.5 GFLOP of
-work). Here the data stays in memory as one tensor, each step is an XLA-compiled
+data-adapter overhead dominates (1.3-1.7 s/epoch on 2 cores for 12.5 GFLOP of
+work; Keras runs it as a plain graph, since ``jit_compile="auto"`` is off on
+machines without an accelerator). Here the data stays in memory as one tensor, each step is an XLA-compiled
 function, and a whole epoch (shuffle, gather, steps) runs inside one
 ``tf.function``, so Python is entered once per epoch. The math is what ``fit``
 does: the same layers, Adam, binary cross-entropy averaged per batch, batches
@@ -95,8 +96,11 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
     models whose ops XLA runs slowly on CPU (convolutions, see ``tasks.variants``).
 
     The epoch is a single XLA program: a while loop over the full batches plus one
-    step for the remainder. Measured on 2 cores: 0.22 s/epoch, against 0.35 s with
-    an XLA step called from a ``tf.function`` loop and about 3 s with ``model.fit``.
+    step for the remainder. Measured on 2 cores: 0.22-0.3 s/epoch, against 0.35 s
+    with an XLA step called from a ``tf.function`` loop, 0.48-0.72 s for this loop
+    as a plain graph, and 1.3-1.7 s with ``model.fit``. Measured and not faster:
+    each batch split in two halves for the two cores, a hand-written loss
+    gradient, and the XLA CPU flags listed in the README.
     """
     n_samples = int(x_train.shape[0])
     n_full, remainder = divmod(n_samples, batch_size)
