@@ -200,6 +200,9 @@ def report(r: dict, out: Path) -> None:
          f"{r['import_flow_s']:.1f} s", ""),
         *[(f"full run stage: {stage}", f"{sec:.1f} s", state)
           for stage, (state, sec) in full["stages"].items()],
+        ("full run outside the stages (interpreter, imports, Prefect flow run)",
+         f"{full['wall'] - sum(sec for _, sec in full['stages'].values()):.1f} s",
+         "wall time minus the stages' sum"),
     ]
     width = max(len(row[0]) for row in rows)
     print(f"\n{r['machine']}; {r['epochs']} epochs\n")
