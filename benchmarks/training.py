@@ -7,11 +7,12 @@ Each run does the whole job of a plain script: parse the IDX files, normalise an
 split, train, score the test set. Both paths use the same splits, model,
 optimizer, loss, batch size and per-epoch shuffling, and score the test set with
 the same function. With ``--analyses`` the script then does the rest of what the
-pipeline's default run does, as plain in-memory calls of the same functions: the
-PCA baseline, the three linear probes, the latent statistics and projections
-(t-SNE included), the anomaly view and every report figure rendered to PNG. That
-is the plain script "doing the same work" as the pipeline, which the benchmark
-compares the whole pipeline with. Prints one JSON line.
+pipeline's default run does by calling the stages' own functions directly (no
+Prefect, no cache): the PCA baseline and the three linear probes, the test-set
+evaluation, the latent statistics and projections (t-SNE included), the anomaly
+view and every report figure rendered to PNG. That is the plain script "doing
+the same work" as the pipeline, which the benchmark compares the whole pipeline
+with. Prints one JSON line.
 The parent (``benchmarks.run``) measures wall time and peak RSS from outside.
 """
 
@@ -21,7 +22,9 @@ import argparse
 import json
 import os
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 STARTED = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,8 +38,6 @@ def main() -> None:
     parser.add_argument("--analyses", action="store_true",
                         help="also do the pipeline's analyses and figures (the same work)")
     args = parser.parse_args()
-
-    from pathlib import Path
 
     import keras
     import tensorflow  # noqa: F401  (timed here on purpose)
@@ -83,7 +84,8 @@ def main() -> None:
     tested = time.perf_counter()
     peak_after_test = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.analyses:
-        same_work_as_pipeline(splits, encoder, decoder, rows)
+        with tempfile.TemporaryDirectory(prefix="plain-keras-") as work_dir:
+            same_work_as_pipeline(splits, encoder, decoder, rows, Path(work_dir))
     print(json.dumps({
         "path": args.path, "epochs_run": len(epoch_seconds), "epoch_seconds": epoch_seconds,
         "train_seconds": train_seconds, "final_loss": final_loss, "test_bce": test_bce,
@@ -94,63 +96,37 @@ def main() -> None:
     }))
 
 
-def same_work_as_pipeline(splits, encoder, decoder, history_rows) -> int:
-    """The default run's baselines, analyses and figures, in memory; return the PNG bytes."""
-    import numpy as np
+def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path) -> int:
+    """The rest of the default run, by plain calls of the stages' functions; return PNG bytes.
+
+    Splits, models and history go to ``work_dir`` as the pipeline writes them; then
+    the baselines, evaluate and analyze functions and the report's figures run on
+    them, with no Prefect and no cache.
+    """
     import pandas as pd
-    from sklearn.decomposition import PCA
 
-    from tasks import figures as fg
-    from tasks.analyze import (
-        GALLERY_SIZE,
-        TSNE_SAMPLE,
-        extremes,
-        linear_probe,
-        tsne_projection,
-        unit_statistics,
-    )
-    from tasks.baselines import fit_pca
-    from tasks.evaluate import (
-        N_SAMPLES_SHOWN,
-        argmax_pixel_confusion,
-        per_sample_bce,
-        per_sample_mse,
-    )
+    from tasks.analyze import analyze_representation
+    from tasks.baselines import compute_baselines
+    from tasks.evaluate import evaluate_model
+    from tasks.figures import to_png
+    from tasks.preprocess import FILE_NAMES, write_npz
+    from tasks.report import draw_figures
+    from tasks.train import HISTORY_FILE
 
-    train, test = splits["train"], splits["test"]
-    pca = fit_pca(train.x, 32, 0)  # baselines: PCA, probes on PCA codes and raw pixels
-    pca_test = pca.transform(test.x)
-    pca_reconstruction = pca.inverse_transform(pca_test)
-    per_sample_mse(test.x, pca_reconstruction)
-    per_sample_bce(test.x, np.clip(pca_reconstruction, 0, 1))
-    linear_probe(pca.transform(train.x), train.y, pca_test, test.y, 0)
-    linear_probe(train.x, train.y, test.x, test.y, 0)
-    codes = np.asarray(encoder.predict(test.x, batch_size=4096, verbose=0))  # evaluate, analyze
-    reconstruction = np.asarray(decoder.predict(codes, batch_size=4096, verbose=0))
-    train_codes = np.asarray(encoder.predict(train.x, batch_size=4096, verbose=0))
-    bce = per_sample_bce(test.x, reconstruction)
-    per_sample_mse(test.x, reconstruction)
-    confusion = argmax_pixel_confusion(test.x, reconstruction)
-    accuracy, probe_confusion = linear_probe(train_codes, train.y, codes, test.y, 0)
-    units = unit_statistics(codes)
-    sample = np.sort(np.random.default_rng(0).choice(
-        len(test.y), min(TSNE_SAMPLE, len(test.y)), replace=False))
-    tsne = tsne_projection(codes, sample, 0)
-    pca_2d = PCA(n_components=2, random_state=0).fit_transform(codes)
-    worst, best = extremes(bce, GALLERY_SIZE)
-    shown = slice(0, N_SAMPLES_SHOWN)
-    figures = [  # report: every figure, encoded as PNG
-        fg.plot_loss_curves(pd.DataFrame(history_rows)),
-        fg.plot_samples(test.x[shown], codes[shown], reconstruction[shown], test.y[shown]),
-        fg.plot_argmax_confusion(confusion),
-        fg.plot_probe_confusion(probe_confusion, accuracy),
-        fg.plot_projections(pca_2d, tsne, sample, test.y),
-        fg.plot_error_distribution(bce, test.y),
-        fg.plot_gallery([(name, test.x[i], reconstruction[i], test.y[i], bce[i])
-                         for name, i in (("worst", worst), ("best", best))]),
-        fg.plot_unit_statistics(units)]
-    return sum(len(fg.to_png(figure)) for figure in figures)
-
+    splits_dir, model_dir = work_dir / "splits", work_dir / "train"
+    splits_dir.mkdir(parents=True)
+    model_dir.mkdir()
+    write_npz(splits_dir / FILE_NAMES["npz"], splits, {})
+    encoder.save(model_dir / "encoder.keras")
+    decoder.save(model_dir / "decoder.keras")
+    pd.DataFrame(history_rows).to_csv(model_dir / HISTORY_FILE, index=False)
+    baselines = compute_baselines(splits_dir, "npz", encoder.output_shape[-1], 0,
+                                  work_dir / "baselines")
+    evaluate_model(model_dir, splits_dir, "npz", work_dir / "evaluate")
+    analyze_representation(model_dir, splits_dir, "npz", work_dir / "analyze",
+                           baselines["summary"], 0)
+    figures = draw_figures(model_dir, work_dir / "evaluate", work_dir / "analyze")
+    return sum(len(to_png(figure)) for figure in figures.values())
 
 if __name__ == "__main__":
     main()

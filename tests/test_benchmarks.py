@@ -13,14 +13,14 @@ from tasks.preprocess import build_splits
 from tests.synthetic import make_digits
 
 
-def test_plain_script_does_every_analysis_and_draws_every_figure():
+def test_plain_script_does_every_analysis_and_draws_every_figure(tmp_path):
     splits = build_splits(*make_digits(500, seed=0), *make_digits(120, seed=1),
                           val_size=100, seed=0)
     autoencoder, encoder, decoder = build_autoencoder(784, 8, 1e-3, seed=0)
     rows = fit_autoencoder(autoencoder, splits["train"].x, splits["val"].x, epochs=2,
                            batch_size=64, patience=5, seed=0)
 
-    png_bytes = same_work_as_pipeline(splits, encoder, decoder, rows)
+    png_bytes = same_work_as_pipeline(splits, encoder, decoder, rows, tmp_path)
 
     # eight figures, each a real PNG of some kilobytes
     assert png_bytes > 8 * 5_000
