@@ -1,17 +1,18 @@
 """The seed's shallow autoencoder and a fast way to train it.
 
 Why not ``model.fit``: for a model this small, Keras' per-step Python and
-data-adapter overhead dominates (1.3-1.7 s/epoch on 2 cores for 12.5 GFLOP of
+data-adapter overhead dominates (1.2-1.7 s/epoch on 2 cores for 12.5 GFLOP of
 work; Keras runs it as a plain graph, since ``jit_compile="auto"`` is off on
-machines without an accelerator). Here the data stays in memory as one tensor, each step is an XLA-compiled
-function, and a whole epoch (shuffle, gather, steps) runs inside one
-``tf.function``, so Python is entered once per epoch. The math is what ``fit``
-does: the same layers, Adam, binary cross-entropy averaged per batch, batches
-of ``batch_size`` in a fresh order each epoch with a smaller last batch, the
-epoch loss as the sample-weighted mean of batch losses, validation loss after
-each epoch, and EarlyStopping on the training loss (``min_delta``/``patience``
-as in ``keras.callbacks.EarlyStopping``). The models remain ordinary Keras
-models, saved and loaded with ``keras.models.load_model``.
+machines without an accelerator). Here the data stays in memory as one tensor,
+each step is an XLA-compiled function, and a whole epoch (shuffle, gather,
+steps) runs inside one ``tf.function``, so Python is entered once per epoch.
+The math is what ``fit`` does: the same layers, Adam, binary cross-entropy
+averaged per batch, batches of ``batch_size`` in a fresh order each epoch with
+a smaller last batch, the epoch loss as the sample-weighted mean of batch
+losses, validation loss after each epoch, and EarlyStopping on the training
+loss (``min_delta``/``patience`` as in ``keras.callbacks.EarlyStopping``). The
+models remain ordinary Keras models, saved and loaded with
+``keras.models.load_model``.
 
 This module imports TensorFlow; only the train and evaluate stages import it,
 and only when they actually run.
