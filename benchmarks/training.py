@@ -70,14 +70,13 @@ def main() -> None:
             x_train, x_train, epochs=args.epochs, batch_size=256, shuffle=True,
             validation_data=(x_val, x_val), verbose=0,
             callbacks=[keras.callbacks.EarlyStopping(monitor="loss", patience=5), EpochTimer()])
-        final_loss = history.history["loss"][-1]
         rows = [{"epoch": i + 1, "loss": loss, "val_loss": val} for i, (loss, val) in
                 enumerate(zip(history.history["loss"], history.history["val_loss"]))]
     else:
         rows = fit_autoencoder(autoencoder, x_train, x_val, epochs=args.epochs, batch_size=256,
                                patience=5, seed=0)
         epoch_seconds = [row["seconds"] for row in rows]
-        final_loss = rows[-1]["loss"]
+    final_loss = rows[-1]["loss"]
     train_seconds = time.perf_counter() - train_started
     test_bce = float(per_sample_bce(x_test, autoencoder.predict(x_test, batch_size=2048,
                                                                  verbose=0)).mean())
@@ -111,14 +110,14 @@ def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path
     from tasks.figures import to_png
     from tasks.preprocess import FILE_NAMES, write_npz
     from tasks.report import draw_figures
-    from tasks.train import HISTORY_FILE
+    from tasks.train import HISTORY_FILE, MODEL_FILES
 
     splits_dir, model_dir = work_dir / "splits", work_dir / "train"
     splits_dir.mkdir(parents=True)
     model_dir.mkdir()
     write_npz(splits_dir / FILE_NAMES["npz"], splits, {})
-    encoder.save(model_dir / "encoder.keras")
-    decoder.save(model_dir / "decoder.keras")
+    for model, name in zip((encoder, decoder), MODEL_FILES[1:]):
+        model.save(model_dir / name)
     pd.DataFrame(history_rows).to_csv(model_dir / HISTORY_FILE, index=False)
     baselines = compute_baselines(splits_dir, "npz", encoder.output_shape[-1], 0,
                                   work_dir / "baselines")
@@ -127,6 +126,7 @@ def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path
                            baselines["summary"], 0)
     figures = draw_figures(model_dir, work_dir / "evaluate", work_dir / "analyze")
     return sum(len(to_png(figure)) for figure in figures.values())
+
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-CONFUSION_SHOWN = 20
+CONFUSION_SHOWN = 20  # the heatmap shows the most frequent original argmax pixels
 PNG_DPI = 100
 
 
@@ -23,7 +23,7 @@ def to_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=PNG_DPI)
     plt.close(fig)
-    return buffer.getvalue()  # the heatmap shows the most frequent original argmax pixels
+    return buffer.getvalue()
 
 
 def plot_loss_curves(history: pd.DataFrame) -> Figure:
