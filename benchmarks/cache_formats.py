@@ -11,12 +11,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.download import DATASETS, download_dataset
-from tasks.idx import load_images_and_labels
-from tasks.paths import PROJECT_ROOT
-from tasks.preprocess import FILE_NAMES, build_splits, load_splits, write_npz, write_parquet
+from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.download import download_dataset
+from mnist_autoencoder.idx import load_images_and_labels
+from mnist_autoencoder.paths import PROJECT_ROOT
+from mnist_autoencoder.preprocessing import build_splits, npz_arrays, parquet_table
+from mnist_autoencoder.splits import FILE_NAMES, load_splits
+from mnist_autoencoder.storage import write_value
 
-WRITERS = {"npz": write_npz, "parquet": write_parquet}
+CONTENTS = {"npz": npz_arrays, "parquet": parquet_table}
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -36,17 +39,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         download_dataset("mnist", args.source, tmp / "raw", log=lambda _: None)
-        names = {role: name for role, (name, _) in DATASETS["mnist"].files.items()}
+        names = get_dataset("mnist").file_names()
         train = load_images_and_labels(tmp / "raw" / names["train_images"],
                                        tmp / "raw" / names["train_labels"])
         test = load_images_and_labels(tmp / "raw" / names["test_images"],
                                       tmp / "raw" / names["test_labels"])
         splits = build_splits(*train, *test, val_size=10_000, seed=0)
         print(f"{'format':<8} {'write s':>8} {'load s':>8} {'MB':>7}   (median of {args.repeats})")
-        for fmt, writer in WRITERS.items():
+        for fmt, contents in CONTENTS.items():
             path = tmp / FILE_NAMES[fmt]
             write = median_seconds(
-                lambda w=writer, p=path: w(p, splits, {"benchmark": True}), args.repeats)
+                lambda c=contents, p=path: write_value(p, c(splits, {"benchmark": True})),
+                args.repeats)
             load = median_seconds(lambda f=fmt: load_splits(tmp, f), args.repeats)
             print(f"{fmt:<8} {write:8.2f} {load:8.2f} {path.stat().st_size / 1e6:7.1f}")
 

@@ -42,14 +42,15 @@ def main() -> None:
     import keras
     import tensorflow  # noqa: F401  (timed here on purpose)
 
-    from tasks.download import DATASETS
-    from tasks.evaluate import per_sample_bce
-    from tasks.idx import load_images_and_labels
-    from tasks.model import build_autoencoder, fit_autoencoder
-    from tasks.preprocess import build_splits
+    from mnist_autoencoder.catalog import get_dataset
+    from mnist_autoencoder.idx import load_images_and_labels
+    from mnist_autoencoder.metrics import per_sample_bce
+    from mnist_autoencoder.model import build_autoencoder, fit_autoencoder
+    from mnist_autoencoder.preprocessing import build_splits
 
     imported = time.perf_counter()
-    names = {role: Path(args.raw) / name for role, (name, _) in DATASETS["mnist"].files.items()}
+    names = {role: Path(args.raw) / name
+             for role, name in get_dataset("mnist").file_names().items()}
     splits = build_splits(*load_images_and_labels(names["train_images"], names["train_labels"]),
                           *load_images_and_labels(names["test_images"], names["test_labels"]),
                           val_size=10_000, seed=0)
@@ -96,35 +97,36 @@ def main() -> None:
 
 
 def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path) -> int:
-    """The rest of the default run, by plain calls of the stages' functions; return PNG bytes.
+    """The rest of the default run, by plain calls of the core's functions; return PNG bytes.
 
-    Splits, models and history go to ``work_dir`` as the pipeline writes them; then
-    the baselines, evaluate and analyze functions and the report's figures run on
-    them, with no Prefect and no cache.
+    The baselines, the evaluation, the analysis and the report's figures run on the
+    in-memory splits and models, with no Prefect and no cache; their outputs go to
+    ``work_dir`` as the pipeline writes them.
     """
     import pandas as pd
 
-    from tasks.analyze import analyze_representation
-    from tasks.baselines import compute_baselines
-    from tasks.evaluate import evaluate_model
-    from tasks.figures import to_png
-    from tasks.preprocess import FILE_NAMES, write_npz
-    from tasks.report import draw_figures
-    from tasks.train import HISTORY_FILE, MODEL_FILES
+    from mnist_autoencoder.analysis import analyze_representation
+    from mnist_autoencoder.baselines import compute_baselines
+    from mnist_autoencoder.evaluation import TEST_ERRORS, evaluate_reconstruction
+    from mnist_autoencoder.figures import to_png
+    from mnist_autoencoder.inference import apply_in_chunks
+    from mnist_autoencoder.report import draw_figures
+    from mnist_autoencoder.storage import write_outputs
 
-    splits_dir, model_dir = work_dir / "splits", work_dir / "train"
-    splits_dir.mkdir(parents=True)
-    model_dir.mkdir()
-    write_npz(splits_dir / FILE_NAMES["npz"], splits, {})
-    for model, name in zip((encoder, decoder), MODEL_FILES[1:]):
-        model.save(model_dir / name)
-    pd.DataFrame(history_rows).to_csv(model_dir / HISTORY_FILE, index=False)
-    baselines = compute_baselines(splits_dir, "npz", encoder.output_shape[-1], 0,
-                                  work_dir / "baselines")
-    evaluate_model(model_dir, splits_dir, "npz", work_dir / "evaluate")
-    analyze_representation(model_dir, splits_dir, "npz", work_dir / "analyze",
-                           baselines["summary"], 0)
-    figures = draw_figures(model_dir, work_dir / "evaluate", work_dir / "analyze")
+    train, test = splits["train"], splits["test"]
+    quiet = lambda _: None  # noqa: E731
+    baselines = compute_baselines(train, test, encoder.output_shape[-1], 0, log=quiet)
+    codes = apply_in_chunks(encoder, test.x)
+    evaluation, _ = evaluate_reconstruction(test, codes, apply_in_chunks(decoder, codes))
+    analysis, _ = analyze_representation(
+        train, test, apply_in_chunks(encoder, train.x), evaluation[TEST_ERRORS],
+        lambda c: apply_in_chunks(decoder, c), baselines, 0, log=quiet)
+    for stage, outputs in (("baselines", {"baselines.json": baselines}),
+                           ("evaluate", evaluation), ("analyze", analysis)):
+        write_outputs(work_dir / stage, outputs)
+    confusion = evaluation["argmax_confusion.csv"].set_index("original_argmax")
+    figures = draw_figures(pd.DataFrame(history_rows), evaluation["samples.npz"], confusion,
+                           analysis)
     return sum(len(to_png(figure)) for figure in figures.values())
 
 

@@ -1,24 +1,41 @@
-"""Command line for a flow: one ``--name value`` option per flow parameter."""
+"""Command line for a flow: one ``--name value`` option per parameter, groups flattened.
+
+A flow's parameters are typed groups (``DataConfig``, ``TrainingConfig``,
+``PathsConfig``) and a few plain values; each field of a group becomes an option
+of its own (``--epochs``, not ``--training``), typed and described by the group.
+Bad values are refused here, before Prefect starts anything: one line on stderr
+naming the parameter and what is allowed, exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import inspect
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mnist_autoencoder.params import ParameterError
+from mnist_autoencoder.registry import RegistryError
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
-def _converter(annotation: str):
-    if annotation.startswith(("tuple[", "list[")):  # a comma-separated list: 2,4,8
-        item = _converter(annotation.split("[", 1)[1])
+def _converter(annotation: Any) -> Callable[[str], Any]:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (tuple, list):  # a comma-separated list: 2,4,8
+        item = _converter(args[0])
         return lambda text: tuple(item(part) for part in text.split(",") if part.strip())
-    if annotation == "bool":
+    if origin in (typing.Union, types.UnionType):  # e.g. str | None
+        return _converter(next(a for a in args if a is not type(None)))
+    if annotation is bool:
         return _boolean
-    if "int" in annotation and "float" not in annotation:
-        return int
-    if "float" in annotation:
-        return float
-    return str
+    return annotation if annotation in (int, float) else str
 
 
 def _boolean(text: str) -> bool:
@@ -29,19 +46,56 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
+def _is_group(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def options(flow) -> list[tuple[str, Any, Any, str]]:
+    """(name, type, default, help) of every option of ``flow``, group fields flattened."""
+    hints = typing.get_type_hints(flow.fn)
+    docs = _arg_docs(inspect.getdoc(flow.fn) or "")
+    found = []
+    for name, param in inspect.signature(flow.fn).parameters.items():
+        if _is_group(hints[name]):
+            found += [(field, info.annotation, info.default, info.description or "")
+                      for field, info in hints[name].model_fields.items()]
+        else:
+            found.append((name, hints[name], param.default, docs.get(name, "")))
+    return found
+
+
+def group_params(flow, flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``{option: value}`` into the flow's keyword arguments (groups built, defaults kept)."""
+    hints = typing.get_type_hints(flow.fn)
+    params: dict[str, Any] = {}
+    used = set()
+    for name in inspect.signature(flow.fn).parameters:
+        if _is_group(hints[name]):
+            fields = {f: flat[f] for f in hints[name].model_fields if f in flat}
+            params[name] = hints[name](**fields)
+            used |= set(fields)
+        elif name in flat:
+            params[name] = flat[name]
+            used.add(name)
+    unknown = sorted(set(flat) - used)
+    if unknown:
+        raise TypeError(f"{flow.name} has no parameter {unknown[0]!r}")
+    return params
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (--help lists the parameters)\n")
+
+
 def build_parser(flow, prog: str | None = None) -> argparse.ArgumentParser:
-    fn = flow.fn
-    docs = inspect.getdoc(fn) or ""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=docs.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    arg_docs = _arg_docs(docs)
-    for name, param in inspect.signature(fn).parameters.items():
-        annotation = str(param.annotation)
+    docs = inspect.getdoc(flow.fn) or ""
+    parser = _Parser(prog=prog, description=docs.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, annotation, default, help_text in options(flow):
         flags = dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"])
-        parser.add_argument(*flags, dest=name,
-                            type=_converter(annotation), default=param.default,
-                            help=arg_docs.get(name, ""), metavar=name.upper())
+        parser.add_argument(*flags, dest=name, type=_converter(annotation), default=default,
+                            help=help_text, metavar=name.upper())
     return parser
 
 
@@ -69,13 +123,31 @@ def _arg_docs(docstring: str) -> dict[str, str]:
     return docs
 
 
-def main(flow, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    args = vars(build_parser(flow, prog).parse_args(argv))
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"])
+    return f"Invalid parameter {name}={first.get('input')!r}: {first['msg']}."
+
+
+def main(flow, validate: Callable[..., None], argv: Sequence[str] | None = None,
+         prog: str | None = None) -> None:
+    """Parse, validate (exit 2 on a bad value), run the flow, print its summary."""
+    parser = build_parser(flow, prog)
+    flat = vars(parser.parse_args(argv))
     try:
-        result = flow(**args)
+        params = group_params(flow, flat)
+        validate(**params)
+    except ValidationError as exc:
+        parser.exit(USAGE_ERROR, f"{parser.prog}: {_one_line(exc)}\n")
+    except (ParameterError, RegistryError) as exc:
+        parser.exit(USAGE_ERROR, f"{parser.prog}: {exc}\n")
+    try:
+        result = flow(**params)
+    except KeyboardInterrupt:
+        print(f"\n{flow.name} interrupted. Finished stages are cached and training keeps a "
+              "checkpoint per epoch: run the same command again to resume.", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
     except Exception as exc:  # the Prefect logs already hold the traceback
         print(f"\n{flow.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     print("\n" + result["summary"])
-
-

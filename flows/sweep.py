@@ -28,12 +28,13 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.params import resolved, validate_sweep_params
 from flows.summary import StageRun, format_stages, run_stage
+from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_sweep
+from mnist_autoencoder.trial import REFERENCE, VARIANTS
 from tasks.download import download
 from tasks.preprocess import preprocess
 from tasks.sweep_report import sweep_report
-from tasks.trial import REFERENCE, VARIANTS, trial
+from tasks.trial import trial
 
 DASK_ADDRESS_ENV = "MNIST_AE_DASK_ADDRESS"
 WORKERS_ENV = "MNIST_AE_SWEEP_WORKERS"
@@ -57,61 +58,48 @@ class SweepError(RuntimeError):
     """Some trials failed; the report holds the others."""
 
 
+def validate(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
+             variants: tuple[str, ...], latent_dims: tuple[int, ...], seeds: tuple[int, ...],
+             probe: bool) -> None:
+    validate_sweep(data, training, paths, variants, latent_dims, seeds, VARIANTS)
+
+
 @flow(name="mnist-sweep", task_runner=task_runner(), validate_parameters=True)
 def mnist_sweep(
-    dataset: str = "mnist",
-    source: str | None = None,
-    val_size: int = 10_000,
-    train_subset: int = 0,
-    split_seed: int = 0,
-    cache_format: str = "npz",
+    data: DataConfig = DataConfig(),
+    training: TrainingConfig = TrainingConfig(),
+    paths: PathsConfig = PathsConfig(),
     variants: tuple[str, ...] = VARIANTS,
     latent_dims: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128),
     seeds: tuple[int, ...] = (0,),
-    epochs: int = 50,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    patience: int = 5,
     probe: bool = True,
-    data_dir: str = "data",
-    artifacts_dir: str = "artifacts",
 ) -> dict[str, Any]:
     """Train every variant at every code size and seed; compare them with PCA in one report.
 
     Args:
-        dataset: "mnist" or "fashion_mnist".
-        source: local directory, file:// URL or http(s) base URL holding the four
-            .gz IDX files; empty for the public mirrors.
-        val_size: training images held out for validation.
-        train_subset: train on only this many of the remaining images (0 = all).
-        split_seed: seeds the train/validation split (shared by every trial).
-        cache_format: which cached split file trials read: "npz" or "parquet".
+        data: which dataset, where from, and how it is split (its seed seeds the split,
+            shared by every trial).
+        training: epochs, batch size, learning rate, patience of every trial.
+        paths: where data, trial models and the sweep report go.
         variants: model variants: shallow, sparse, deep, conv, vae (comma-separated).
         latent_dims: code sizes (comma-separated).
         seeds: seeds for weight initialisation and batch order (comma-separated).
-        epochs: maximum number of epochs per trial.
-        batch_size: samples per gradient step.
-        learning_rate: Adam's learning rate.
-        patience: epochs without a lower training loss before a trial stops early.
         probe: also fit a linear probe (logistic regression) on each trial's codes.
-        data_dir: where raw and processed data go (relative to the project).
-        artifacts_dir: where trial models and the sweep report go (relative to the project).
     """
-    params = resolved(dict(locals()))
-    validate_sweep_params(params, VARIANTS)
+    validate(data, training, paths, variants, latent_dims, seeds, probe)
+    paths = paths.resolved()
     stages: list[StageRun] = []
-    raw = run_stage(download, stages, dataset=dataset, source=source, data_dir=params["data_dir"])
-    splits = run_stage(preprocess, stages, raw=raw, dataset=dataset, val_size=val_size,
-                       seed=split_seed, train_subset=train_subset, data_dir=params["data_dir"])
-    training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "patience": patience}
+    raw = run_stage(download, stages, dataset=data.dataset, source=data.source,
+                    data_dir=paths.data_dir)
+    splits = run_stage(preprocess, stages, raw=raw, dataset=data.dataset, val_size=data.val_size,
+                       seed=data.seed, train_subset=data.train_subset, data_dir=paths.data_dir)
     grid = [(variant, size, seed) for variant in variants for size in latent_dims
             for seed in seeds]
     grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]
-    common = {"splits": splits, "cache_format": cache_format, "probe": probe,
-              "artifacts_dir": params["artifacts_dir"]}
+    common = {"splits": splits, "cache_format": data.cache_format, "probe": probe,
+              "artifacts_dir": paths.artifacts_dir}
     futures = [trial.submit(**common, variant=variant, latent_dim=size, seed=seed,
-                            training=None if variant == REFERENCE else training)
+                            training=None if variant == REFERENCE else training.model_dump())
                for variant, size, seed in grid]
     wait(futures)
     trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state, "future": f}
@@ -121,11 +109,10 @@ def mnist_sweep(
     outputs = [t["future"].result() for t in done]
     written = None
     if outputs:
-        settings = {k: params[k] for k in ("dataset", "val_size", "train_subset", "split_seed",
-                                            "epochs", "batch_size", "learning_rate",
-                                            "patience")} | {"data": splits["hash"][:16]}
+        settings = (data.model_dump(include={"dataset", "val_size", "train_subset", "seed"})
+                    | training.model_dump() | {"data": splits["hash"][:16]})
         written = run_stage(sweep_report, stages, trials=outputs, settings=settings,
-                            artifacts_dir=params["artifacts_dir"])
+                            artifacts_dir=paths.artifacts_dir)
     if failed:
         names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state'].name})"
                           for t in failed)
@@ -167,4 +154,4 @@ def format_sweep_summary(stages: list[StageRun], rows: list[dict[str, Any]],
 if __name__ == "__main__":
     from flows.cli import main
 
-    main(mnist_sweep, prog="python -m flows.sweep")
+    main(mnist_sweep, validate, prog="python -m flows.sweep")

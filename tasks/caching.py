@@ -6,23 +6,23 @@ are gone. A stage's key here is
 
     stage name + code version + inputs
 
-where the code version hashes the source files of every module the stage uses (so a
-change in a helper invalidates it) and the versions of the libraries that shape its
-result, and the inputs are small JSON values: parameters plus the ``{dir, files,
+where the code version hashes the source of every project module that the stage's
+task module reaches through its imports, and the versions of the libraries they
+import (``mnist_autoencoder.codeversion``: found from the import graph, never
+listed by hand), and the inputs are small JSON values: parameters plus the ``{dir, files,
 hash}`` descriptions that upstream stages return, never arrays. Before a record is
-trusted, the files it describes are re-hashed; if one was deleted or damaged, the
-record is dropped and the stage runs again under the same key.
+trusted, the files it describes are re-hashed, and a stage that changes state
+outside its outputs (``promote``) adds a check of that state; if anything was
+deleted or damaged, the record is dropped and the stage runs again under the same key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,31 +31,11 @@ from prefect.cache_policies import CachePolicy
 from prefect.locking.filesystem import FileSystemLockManager
 from prefect.transactions import get_transaction
 
-from tasks import paths
-from tasks.storage import invalid_outputs, sha256_json, write_json_atomic
+from mnist_autoencoder import paths
+from mnist_autoencoder.codeversion import code_version
+from mnist_autoencoder.storage import invalid_outputs, sha256_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def code_version(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> str:
-    """Hash the source of ``modules`` and the installed versions of ``packages``.
-
-    Modules are located with ``find_spec`` and read as bytes: nothing is imported,
-    so computing the version of the training stage never imports TensorFlow.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"cannot locate source of module {name!r}")
-        digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
-    for package in sorted(packages):
-        try:
-            version = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            version = "absent"
-        digest.update(f"{package}=={version}\0".encode())
-    return digest.hexdigest()
 
 
 def is_description(value: Any) -> bool:
@@ -80,11 +60,9 @@ def content_only(value: Any) -> Any:
     return value
 
 
-def stage_key(stage: str, modules: tuple[str, ...], inputs: dict[str, Any],
-              packages: tuple[str, ...] = ()) -> str:
+def stage_key(stage: str, code: str, inputs: dict[str, Any]) -> str:
     """The cache key of one stage run; also names the directory its outputs go to."""
-    material = {"stage": stage, "code": code_version(modules, packages),
-                "inputs": content_only(inputs)}
+    material = {"stage": stage, "code": code, "inputs": content_only(inputs)}
     return f"{stage}-{sha256_json(material)[:24]}"
 
 
@@ -150,30 +128,35 @@ def _process_exists(pid: int | None) -> bool:
 
 @dataclass
 class StageCache(CachePolicy):
-    """Cache policy of one stage; see the module docstring."""
+    """Cache policy of one stage; see the module docstring.
+
+    ``check`` maps the task's inputs to problems with state the stage keeps
+    outside its outputs (empty when intact); any problem drops the record.
+    """
 
     stage: str = ""
-    modules: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    check: Callable[[dict[str, Any]], list[str]] | None = None
     record_dir: Path = field(default_factory=paths.cache_dir)
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str:
         kept = {name: value for name, value in inputs.items() if name not in self.ignore}
-        key = stage_key(self.stage, self.modules, kept, self.packages)
-        self._drop_record_if_outputs_invalid(task_ctx, key)
+        key = stage_key(self.stage, code_version((task_ctx.task.fn.__module__,)), kept)
+        self._drop_record_if_invalid(task_ctx, key, inputs)
         return key
 
-    def _drop_record_if_outputs_invalid(self, task_ctx, key: str) -> None:
+    def _drop_record_if_invalid(self, task_ctx, key: str, inputs: dict[str, Any]) -> None:
         store = task_ctx.result_store
         if not store.exists(key):
             return
         recorded = described_outputs(store.read(key).result)
         problems = [problem for outputs in recorded for problem in invalid_outputs(outputs)]
+        if self.check is not None:
+            problems += self.check(inputs)
         if problems:
             # Prefect would return the stale record as a cache hit; removing it makes
             # the transaction miss, so the stage rebuilds its outputs under this key.
-            logger.warning("Cached %s outputs are no longer valid (%s); rebuilding.",
+            logger.warning("Cached %s result is no longer valid (%s); running it again.",
                            self.stage, "; ".join(problems))
             record = self.record_dir / key
             store.cache.pop(str(record), None)
@@ -188,16 +171,16 @@ def current_cache_key() -> str:
     return transaction.key
 
 
-def stage_task_options(stage: str, modules: tuple[str, ...], packages: tuple[str, ...] = (),
-                       ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+def stage_task_options(stage: str, ignore: tuple[str, ...] = (),
+                       check: Callable[[dict[str, Any]], list[str]] | None = None
+                       ) -> dict[str, Any]:
     """Keyword arguments for ``@task`` that give a stage persistent, locked caching.
 
     ``ignore`` names task parameters that cannot change the result and so stay out
     of the key (e.g. which of two identical cache files is read).
     """
     record_dir = paths.cache_dir()
-    policy = StageCache(stage=stage, modules=modules, packages=packages, ignore=ignore,
-                        record_dir=record_dir)
+    policy = StageCache(stage=stage, ignore=ignore, check=check, record_dir=record_dir)
     # SERIALIZABLE + file locks: two runs with the same key never both compute it;
     # the second waits for the first and then reads its record as a cache hit.
     policy = policy.configure(

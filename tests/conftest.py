@@ -15,6 +15,8 @@ os.environ.update({
     "PREFECT_HOME": str(_SESSION_DIR / "prefect-home"),
     "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_SESSION_DIR / "prefect-results"),
     "MNIST_AE_CACHE_DIR": str(_SESSION_DIR / "stage-cache"),
+    # the synthetic datasets the tests declare; subprocesses and workers inherit it
+    "MNIST_AE_CATALOG": str(_SESSION_DIR / "catalog.json"),
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -46,12 +48,10 @@ def prefect_api(session_dir):
 
 @pytest.fixture(scope="session")
 def synthetic_source(session_dir):
-    """A directory of synthetic IDX files, pinned in the registry as dataset ``synthetic``."""
+    """A directory of synthetic IDX files, pinned in the catalog as dataset ``synthetic``."""
     directory = session_dir / "synthetic-source"
-    spec = synthetic.write_dataset(directory)
-    from tasks.download import DATASETS
-
-    DATASETS[synthetic.NAME] = spec
+    synthetic.write_dataset(directory)
+    synthetic.register(directory)
     return directory
 
 

@@ -10,14 +10,22 @@ STAGES = ("download", "preprocess", "train", "evaluate", "baselines", "analyze",
           "report")
 
 
-def cli_command(params, source_dir, dataset_name="synthetic"):
-    """argv for a fresh interpreter: pin ``source_dir`` as ``dataset_name``, run the CLI."""
-    code = ("import sys; from tests.synthetic import register; "
-            "register(sys.argv[1], sys.argv[2]); "
-            "from flows.autoencoder import mnist_autoencoder; from flows.cli import main; "
-            "main(mnist_autoencoder, sys.argv[3:])")
-    args = [f"--{k}={v}" for k, v in params.items()]
-    return [sys.executable, "-c", code, str(source_dir), dataset_name, *args]
+def pipeline(**params):
+    """Run the pipeline flow in this process with flat parameters, as the CLI takes them."""
+    from flows.autoencoder import mnist_autoencoder
+    from flows.cli import group_params
+
+    return mnist_autoencoder(**group_params(mnist_autoencoder, params))
+
+
+def cli_command(params, module="flows.autoencoder"):
+    """argv for a fresh interpreter running a flow's command line.
+
+    The session's synthetic datasets reach it through ``MNIST_AE_CATALOG``.
+    """
+    args = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in params.items()]
+    return [sys.executable, "-m", module, *args]
 
 
 def cli_env(api_url, cwd=PROJECT):
@@ -35,7 +43,7 @@ def expect(*ran):
 def cli_run(params, api_url, cwd=PROJECT, **changes):
     """Run the flow's command line in a fresh interpreter against the same API and caches."""
     params = params | changes
-    proc = subprocess.run(cli_command(params, params["source"], params["dataset"]), cwd=cwd,
+    proc = subprocess.run(cli_command(params), cwd=cwd,
                           env=cli_env(api_url, cwd), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout

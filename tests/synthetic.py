@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.download import _IDX_NAMES, DATASETS, ROLES, DatasetSpec
+from mnist_autoencoder.catalog import IDX_NAMES, ROLES, DatasetSpec, declare
 
 NAME = "synthetic"
 
@@ -34,7 +34,10 @@ def make_digits(n: int, seed: int, side: int = 28) -> tuple[np.ndarray, np.ndarr
 
 def write_dataset(directory: Path, n_train: int = 600, n_test: int = 100,
                   seed: int = 0, side: int = 28) -> DatasetSpec:
-    """Write the four .gz IDX files into ``directory``; return a spec pinning their payloads."""
+    """Write the four .gz IDX files into ``directory``; return a spec pinning their payloads.
+
+    ``declare(name, spec)`` (or ``register``) adds it to the catalog of this session.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     train_images, train_labels = make_digits(n_train, seed, side)
     test_images, test_labels = make_digits(n_test, seed + 1, side)
@@ -42,15 +45,20 @@ def write_dataset(directory: Path, n_train: int = 600, n_test: int = 100,
     files = {}
     for role, array in arrays.items():
         payload = idx_bytes(array)
-        (directory / _IDX_NAMES[role]).write_bytes(gzip.compress(payload, mtime=0))
-        files[role] = (_IDX_NAMES[role], hashlib.sha256(payload).hexdigest())
-    return DatasetSpec(files, mirrors=())
+        (directory / IDX_NAMES[role]).write_bytes(gzip.compress(payload, mtime=0))
+        files[role] = (IDX_NAMES[role], hashlib.sha256(payload).hexdigest())
+    return DatasetSpec(files, mirrors=(), train_size=n_train, test_size=n_test)
 
 
-def register(directory: str | Path, name: str = NAME) -> None:
-    """Pin the synthetic files in ``directory`` as dataset ``name`` (for subprocess runs)."""
+def register(directory: str | Path, name: str = NAME) -> DatasetSpec:
+    """Pin the synthetic files in ``directory`` as dataset ``name`` in the session's catalog."""
     directory = Path(directory)
-    files = {role: (_IDX_NAMES[role], hashlib.sha256(
-        gzip.decompress((directory / _IDX_NAMES[role]).read_bytes())).hexdigest())
-        for role in ROLES}
-    DATASETS[name] = DatasetSpec(files, mirrors=())
+    files, sizes = {}, {}
+    for role in ROLES:
+        payload = gzip.decompress((directory / IDX_NAMES[role]).read_bytes())
+        files[role] = (IDX_NAMES[role], hashlib.sha256(payload).hexdigest())
+        sizes[role] = int.from_bytes(payload[4:8], "big")
+    spec = DatasetSpec(files, mirrors=(), train_size=sizes["train_images"],
+                       test_size=sizes["test_images"])
+    declare(name, spec)
+    return spec

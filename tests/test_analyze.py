@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from tasks.analyze import extremes, linear_probe, unit_statistics
-from tasks.baselines import fit_pca
+from mnist_autoencoder.analysis import extremes, unit_statistics
+from mnist_autoencoder.baselines import fit_pca
+from mnist_autoencoder.probes import linear_probe
 
 
 def test_probe_is_perfect_on_a_linearly_separable_toy_set():

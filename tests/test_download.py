@@ -7,15 +7,21 @@ import urllib.error
 
 import pytest
 
-from tasks import download as dl
+from mnist_autoencoder import download as dl
+from mnist_autoencoder.catalog import DatasetSpec, declare
 from tests import synthetic
 
 
 @pytest.fixture
 def spec(tmp_path, monkeypatch):
     spec = synthetic.write_dataset(tmp_path / "mirror", n_train=20, n_test=5)
-    monkeypatch.setitem(dl.DATASETS, "tiny", spec)
+    monkeypatch.setenv("MNIST_AE_CATALOG", str(tmp_path / "catalog.json"))
+    declare("tiny", spec)
     return spec
+
+
+def with_mirrors(spec, *mirrors):
+    declare("tiny", DatasetSpec(spec.files, mirrors, spec.train_size, spec.test_size))
 
 
 def test_downloads_from_local_directory_and_verifies(tmp_path, spec):
@@ -182,7 +188,7 @@ def test_a_failing_mirror_is_abandoned_for_the_next_one(tmp_path, spec, serve, m
                                                           mode):
     good, good_handler = serve("ok")
     bad = closed_port_url() if mode == "refused" else serve(mode)[0]
-    monkeypatch.setitem(dl.DATASETS, "tiny", dl.DatasetSpec(spec.files, (bad, good)))
+    with_mirrors(spec, bad, good)
     logs = []
     result = dl.download_dataset("tiny", None, tmp_path / "raw", log=logs.append, **FAST)
     assert len(good_handler.hits) == 4  # every file came from the good mirror
@@ -207,7 +213,7 @@ def test_all_mirrors_failing_names_the_file_and_every_source_and_keeps_only_veri
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / labels_name).write_bytes((tmp_path / "mirror" / labels_name).read_bytes())
-    monkeypatch.setitem(dl.DATASETS, "tiny", dl.DatasetSpec(spec.files, (refused, wrong)))
+    with_mirrors(spec, refused, wrong)
     with pytest.raises(dl.DownloadError) as excinfo:
         dl.download_dataset("tiny", None, raw, log=lambda _: None, **FAST)
     message = str(excinfo.value)

@@ -2,7 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluate import argmax_pixel_confusion, loss_by_digit, per_sample_bce, per_sample_mse
+from mnist_autoencoder.metrics import (
+    argmax_pixel_confusion,
+    loss_by_digit,
+    per_sample_bce,
+    per_sample_mse,
+)
 
 
 @pytest.fixture

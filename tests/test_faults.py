@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.autoencoder import mnist_autoencoder
 from tests import synthetic
-from tests.flowrun import PROJECT, cli_command, cli_env, expect, states, summary_states
+from tests.flowrun import (
+    PROJECT,
+    cli_command,
+    cli_env,
+    expect,
+    pipeline,
+    states,
+    summary_states,
+)
 
 LARGE = "synthetic-large"
 
@@ -55,7 +62,7 @@ def checkpoint_epochs(artifacts: Path) -> int:
 def test_training_killed_mid_way_resumes_from_its_checkpoint(large_source, prefect_api,
                                                               tmp_path):
     params = params_for(large_source, tmp_path / "killed")
-    proc = subprocess.Popen(cli_command(params, large_source, LARGE), cwd=PROJECT,
+    proc = subprocess.Popen(cli_command(params), cwd=PROJECT,
                             env=cli_env(prefect_api), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     artifacts = Path(params["artifacts_dir"])
@@ -71,7 +78,7 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(large_source, prefe
 
     signal.alarm(300)  # a lock left by the dead run must not make this wait forever
     try:
-        resumed = mnist_autoencoder(**params)  # takes over the dead run's lock and checkpoint
+        resumed = pipeline(**params)  # takes over the dead run's lock and checkpoint
     finally:
         signal.alarm(0)
     assert states(resumed)["train"] == "ran"
@@ -80,7 +87,7 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(large_source, prefe
     assert len(history) == 1 + params["epochs"]
     assert not list((artifacts / "train" / ".checkpoints").glob("*.npz"))
 
-    uninterrupted = mnist_autoencoder(**params_for(large_source, tmp_path / "straight"))
+    uninterrupted = pipeline(**params_for(large_source, tmp_path / "straight"))
     # Resuming restores weights, Adam's state and the batch order: the same trajectory up
     # to float rounding. Stated tolerance: 1% of the test BCE.
     assert resumed["metrics"]["test_bce"] == pytest.approx(
@@ -90,7 +97,7 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(large_source, prefe
 def test_two_identical_runs_at_once_both_complete_and_compute_each_stage_once(
         large_source, prefect_api, tmp_path):
     params = params_for(large_source, tmp_path, epochs=3)
-    procs = [subprocess.Popen(cli_command(params, large_source, LARGE), cwd=PROJECT,
+    procs = [subprocess.Popen(cli_command(params), cwd=PROJECT,
                               env=cli_env(prefect_api), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [proc.communicate(timeout=600) for proc in procs]
@@ -100,7 +107,7 @@ def test_two_identical_runs_at_once_both_complete_and_compute_each_stage_once(
     for stage in runs[0]:
         assert sorted(run[stage] for run in runs) == ["cached", "ran"], (stage, runs)
 
-    again = mnist_autoencoder(**params)  # every record's files are re-hashed before a hit
+    again = pipeline(**params)  # every record's files are re-hashed before a hit
     assert states(again) == expect()
     artifacts = Path(params["artifacts_dir"])
     assert not [p for p in artifacts.rglob("*") if p.name.endswith((".tmp", ".old"))]

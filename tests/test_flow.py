@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.autoencoder import mnist_autoencoder
 from tests import synthetic
-from tests.flowrun import PROJECT, STAGES, cli_run, expect, states, summary_states
+from tests.flowrun import PROJECT, STAGES, cli_run, expect, pipeline, states, summary_states
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def base(prefect_api, synthetic_source, tmp_path_factory):
     params = {"dataset": synthetic.NAME, "source": str(synthetic_source), "val_size": 100,
               "epochs": 2, "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
               "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
-    first = mnist_autoencoder(**params)
+    first = pipeline(**params)
     assert states(first) == dict.fromkeys(STAGES, "ran")
     return params, first
 
@@ -37,7 +36,7 @@ def test_baseline_produces_model_metrics_and_report(base):
 
 def test_identical_rerun_is_all_cached(base):
     params, first = base
-    again = mnist_autoencoder(**params)
+    again = pipeline(**params)
     assert states(again) == expect()
     assert again["metrics"] == first["metrics"] and again["report"] == first["report"]
 
@@ -51,23 +50,23 @@ def test_cached_rerun_in_a_fresh_process_never_imports_tensorflow(base, prefect_
 
 def test_changing_epochs_reruns_train_evaluate_report_only(base):
     params, first = base
-    result = mnist_autoencoder(**params | {"epochs": 3})
+    result = pipeline(**params | {"epochs": 3})
     assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
     assert result["report"] != first["report"]  # the first run's outputs stay where they were
     assert Path(first["report"]).is_file()
-    assert states(mnist_autoencoder(**params)) == expect()
+    assert states(pipeline(**params)) == expect()
 
 
 @pytest.mark.parametrize("change", [{"seed": 1}, {"val_size": 150}])
 def test_changing_the_split_reruns_preprocess_onward(base, change):
     params, _ = base
-    assert states(mnist_autoencoder(**params | change)) == expect(*STAGES[1:])
+    assert states(pipeline(**params | change)) == expect(*STAGES[1:])
 
 
 def test_switching_cache_format_reads_parquet_without_retraining(base):
     params, first = base
-    assert states(mnist_autoencoder(**params | {"cache_format": "parquet"})) == expect()
-    result = mnist_autoencoder(**params | {"cache_format": "parquet", "epochs": 4})
+    assert states(pipeline(**params | {"cache_format": "parquet"})) == expect()
+    result = pipeline(**params | {"cache_format": "parquet", "epochs": 4})
     assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
     assert result["metrics"]["test_bce"] < first["metrics"]["test_bce"] * 1.2
 
@@ -76,7 +75,7 @@ def test_deleted_model_is_rebuilt_not_returned_stale(base):
     params, first = base
     model = Path(first["outputs"]["train"]) / "autoencoder.keras"
     model.unlink()
-    result = mnist_autoencoder(**params)
+    result = pipeline(**params)
     assert states(result)["train"] == "ran" and states(result)["preprocess"] == "cached"
     assert result["outputs"]["train"] == first["outputs"]["train"] and model.is_file()
     # the saved model embeds its save time, so what depends on its content reruns too
@@ -88,7 +87,7 @@ def test_deleted_split_is_rebuilt_and_identical_content_keeps_training_cached(ba
     params, first = base
     npz = Path(first["outputs"]["preprocess"]) / "splits.npz"
     npz.unlink()
-    result = mnist_autoencoder(**params)
+    result = pipeline(**params)
     assert states(result) == expect("preprocess")  # rebuilt byte for byte: nothing downstream
     assert npz.is_file()
 
@@ -101,7 +100,7 @@ def test_corrupted_split_is_detected_by_hash_and_rebuilt(base):
         byte = handle.read(1)
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    assert states(mnist_autoencoder(**params)) == expect("preprocess")
+    assert states(pipeline(**params)) == expect("preprocess")
 
 
 def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
@@ -110,22 +109,26 @@ def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
     encoder.write_bytes(encoder.read_bytes()[:-10] + bytes(10))
     raw_images = Path(first["outputs"]["download"]) / "train-images-idx3-ubyte.gz"
     raw_images.write_bytes(raw_images.read_bytes()[:100])
-    result = mnist_autoencoder(**params)
+    result = pipeline(**params)
     # download refetches the same verified bytes, so preprocess stays cached
     assert states(result) == expect("download", "train", "evaluate", "analyze", "promote", "report")
     assert len(raw_images.read_bytes()) > 100
 
 
 @pytest.mark.parametrize("module, marker, edit, stage", [
-    ("tasks/idx.py", "    if len(data) < 4:\n", "    data = bytes(data)  # edited\n", "preprocess"),
-    ("tasks/figures.py", "def plot_loss_curves(", "EDITED_BY_THE_TEST = True\n\n\n", "report"),
+    # reached only through tasks.preprocess -> mnist_autoencoder.splits -> idx
+    ("mnist_autoencoder/idx.py", "    if len(data) < 4:\n", "    data = bytes(data)  # edited\n",
+     "preprocess"),
+    # reached only through tasks.report -> mnist_autoencoder.report (imported in a function)
+    ("mnist_autoencoder/figures.py", "def plot_loss_curves(", "EDITED_BY_THE_TEST = True\n\n\n",
+     "report"),
 ])
 def test_changing_a_helper_module_invalidates_its_stage_only(base, prefect_api, tmp_path,
                                                               module, marker, edit, stage):
-    """Edit a helper module in a copy of the project: only the stage that uses it reruns."""
+    """Edit a module in a copy of the project: only the stages whose imports reach it rerun."""
     params, _ = base
     copy = tmp_path / "project"
-    for package in ("flows", "tasks", "tests"):
+    for package in ("flows", "tasks", "tests", "mnist_autoencoder"):
         shutil.copytree(PROJECT / package, copy / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     path = copy / module
@@ -135,3 +138,16 @@ def test_changing_a_helper_module_invalidates_its_stage_only(base, prefect_api, 
     stdout = cli_run(params, prefect_api, cwd=copy)
     assert summary_states(stdout) == expect(stage)
     assert "TensorFlow: not imported" in stdout
+
+
+def test_a_deleted_champion_is_reinstated_not_left_missing(base):
+    """The stale-champion defect: every stage cached, promote included, and no champion."""
+    params, first = base
+    champion = Path(params["artifacts_dir"]) / "models" / synthetic.NAME / "champion"
+    assert (champion / "encoder.keras").is_file()
+    shutil.rmtree(champion)
+    result = pipeline(**params)
+    assert states(result) == expect("promote", "report")  # the report shows the decision
+    assert (champion / "encoder.keras").is_file()
+    assert result["decision"]["repaired"].startswith("Champion reinstated")
+    assert states(pipeline(**params)) == expect()  # and the next run is a no-op again

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from tasks.idx import IdxFormatError, load_images_and_labels, parse_idx, read_idx_gz
+from mnist_autoencoder.idx import IdxFormatError, load_images_and_labels, parse_idx, read_idx_gz
 from tests.synthetic import idx_bytes
 
 

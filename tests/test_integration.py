@@ -2,8 +2,8 @@
 
 import pytest
 
-from flows.autoencoder import mnist_autoencoder
-from tasks.download import DATASETS
+from mnist_autoencoder.catalog import get_dataset
+from tests.flowrun import pipeline
 
 # Measured here with seed 0: 2 epochs give test BCE 0.1640 (50 epochs: 0.0916).
 # The bound leaves room for other CPUs and library versions, and still fails on a
@@ -13,7 +13,7 @@ TWO_EPOCH_TEST_BCE_BOUND = 0.175
 
 @pytest.mark.integration
 def test_two_epochs_on_real_mnist(prefect_api, mnist_mirror, tmp_path):
-    result = mnist_autoencoder(source=str(mnist_mirror), epochs=2,
+    result = pipeline(source=str(mnist_mirror), epochs=2,
                                data_dir=str(tmp_path / "data"),
                                artifacts_dir=str(tmp_path / "artifacts"))
     metrics = result["metrics"]
@@ -22,4 +22,4 @@ def test_two_epochs_on_real_mnist(prefect_api, mnist_mirror, tmp_path):
     assert 0 < metrics["test_mse"] < 0.04
     raw = tmp_path / "data" / "raw" / "mnist"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
-        name for name, _ in DATASETS["mnist"].files.values())
+        get_dataset("mnist").file_names().values())

@@ -6,13 +6,13 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from tasks.model import (  # noqa: E402
+from mnist_autoencoder.model import (  # noqa: E402
     EarlyStopping,
     build_autoencoder,
     fit_autoencoder,
     make_epoch_functions,
 )
-from tasks.preprocess import normalize  # noqa: E402
+from mnist_autoencoder.preprocessing import normalize  # noqa: E402
 from tests.synthetic import make_digits  # noqa: E402
 
 

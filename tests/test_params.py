@@ -4,15 +4,14 @@ import os
 import pytest
 
 from flows.autoencoder import mnist_autoencoder
-from flows.cli import build_parser
-from flows.params import ParameterError, resolved, validate_params
+from flows.cli import build_parser, group_params
+from mnist_autoencoder.params import ParameterError, PathsConfig, validate_pipeline
 
-SIGNATURE = inspect.signature(mnist_autoencoder.fn)
-DEFAULTS = {name: p.default for name, p in SIGNATURE.parameters.items()}
+DEFAULTS = vars(build_parser(mnist_autoencoder).parse_args([]))
 
 
 def check(**changes):
-    validate_params(resolved(DEFAULTS | changes))
+    validate_pipeline(**group_params(mnist_autoencoder, DEFAULTS | changes))
 
 
 def test_defaults_are_valid_and_match_the_seed():
@@ -26,7 +25,7 @@ def test_defaults_are_valid_and_match_the_seed():
     ({"latent_dim": 0}, "latent_dim", "at least 1"),
     ({"epochs": 0}, "epochs", "at least 1"),
     ({"batch_size": -4}, "batch_size", "at least 1"),
-    ({"val_size": 60_000}, "val_size", "must leave training data"),
+    ({"val_size": 60_000}, "val_size", "must leave training data: 1 <= val_size < 60000"),
     ({"val_size": 0}, "val_size", "must leave training data"),
     ({"cache_format": "csv"}, "cache_format", "parquet"),
     ({"learning_rate": 0.0}, "learning_rate", "(0, 1]"),
@@ -57,14 +56,15 @@ def test_artifacts_dir_under_a_file_is_rejected(tmp_path):
 
 
 def test_relative_dirs_are_anchored_at_the_project():
-    params = resolved(DEFAULTS)
-    assert os.path.isabs(params["data_dir"]) and params["data_dir"].endswith("/data")
+    paths = PathsConfig().resolved()
+    assert os.path.isabs(paths.data_dir) and paths.data_dir.endswith("/data")
 
 
 def test_cli_exposes_every_flow_parameter_with_its_default():
     parser = build_parser(mnist_autoencoder)
-    args = vars(parser.parse_args([]))
-    assert args == DEFAULTS
+    defaults = group_params(mnist_autoencoder, vars(parser.parse_args([])))
+    assert defaults == {name: p.default for name, p in
+                        inspect.signature(mnist_autoencoder.fn).parameters.items()}
     parsed = vars(parser.parse_args(["--epochs", "3", "--learning-rate", "0.01",
                                      "--source", "x", "--val_size", "5"]))
     assert parsed["epochs"] == 3 and parsed["learning_rate"] == 0.01
@@ -78,6 +78,8 @@ def test_cli_reads_lists_and_booleans():
 
     args = vars(build_parser(mnist_sweep).parse_args(
         ["--latent-dims", "2,4,8", "--variants", "shallow,vae", "--probe", "false"]))
+    params = group_params(mnist_sweep, args)
+    assert params["data"].seed == 0 and params["training"].epochs == 50
     assert args["latent_dims"] == (2, 4, 8) and args["variants"] == ("shallow", "vae")
     assert args["probe"] is False
     assert build_parser(mnist_sweep).parse_args([]).seeds == (0,)

@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 
-from tasks.download import DATASETS
-from tasks.preprocess import (
-    FILE_NAMES,
-    build_splits,
-    load_splits,
-    normalize,
-    preprocess_dataset,
-    read_metadata,
-    split_train_val,
-)
-from tasks.storage import sha256_file
+from mnist_autoencoder.catalog import BUILT_IN
+from mnist_autoencoder.preprocessing import build_splits, normalize, split_files, split_train_val
+from mnist_autoencoder.splits import FILE_NAMES, load_splits, read_metadata
+from mnist_autoencoder.storage import sha256_file, write_outputs
 from tests import synthetic
 
 
@@ -51,16 +44,16 @@ def test_build_splits_keeps_labels_aligned_with_source_index():
 @pytest.fixture
 def written(tmp_path):
     spec = synthetic.write_dataset(tmp_path / "raw", n_train=60, n_test=12)
-    files = {role: name for role, (name, _) in spec.files.items()}
+    files = spec.file_names()
     out = tmp_path / "processed"
-    result = preprocess_dataset(tmp_path / "raw", files, out, val_size=10, seed=1,
-                                source_hashes={"x": "y"})
+    result = write_outputs(out, split_files(tmp_path / "raw", files, val_size=10, seed=1,
+                                            source_hashes={"x": "y"}))
     return tmp_path, files, out, result
 
 
 def test_npz_and_parquet_hold_identical_splits(written):
     _, _, out, result = written
-    assert result["counts"] == {"train": 50, "val": 10, "test": 12}
+    assert read_metadata(out)["counts"] == {"train": 50, "val": 10, "test": 12}
     npz, parquet = load_splits(out, "npz"), load_splits(out, "parquet")
     for name in ("train", "val", "test"):
         for a, b in zip(npz[name], parquet[name]):
@@ -73,15 +66,15 @@ def test_npz_and_parquet_hold_identical_splits(written):
 
 def test_rebuilding_gives_byte_identical_files(written):
     tmp_path, files, out, result = written
-    again = preprocess_dataset(tmp_path / "raw", files, tmp_path / "again", val_size=10, seed=1,
-                               source_hashes={"x": "y"})
+    again = write_outputs(tmp_path / "again", split_files(tmp_path / "raw", files, val_size=10,
+                                                          seed=1, source_hashes={"x": "y"}))
     assert again["files"] == result["files"]
     assert sha256_file(out / FILE_NAMES["npz"]) == result["files"]["splits.npz"]
 
 
 def test_mnist_registry_pins_all_four_files():
-    for spec in DATASETS.values():
-        assert len(spec.files) == 4
+    for spec in BUILT_IN.values():
+        assert len(spec.files) == 4 and spec.train_size == 60_000
         assert all(len(digest) == 64 for _, digest in spec.files.values())
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.storage import (
+from mnist_autoencoder.storage import (
     atomic_dir,
     atomic_path,
     describe_outputs,

@@ -7,16 +7,20 @@ share the stage cache, so the second trains only the new code size.
 """
 
 import subprocess
-import sys
 from pathlib import Path
 
 import distributed
 import pandas as pd
 import pytest
 
+from flows.cli import group_params
 from flows.sweep import DASK_ADDRESS_ENV, mnist_sweep
 from tests import synthetic
-from tests.flowrun import PROJECT, cli_env
+from tests.flowrun import PROJECT, cli_command, cli_env
+
+
+def sweep(**params):
+    return mnist_sweep(**group_params(mnist_sweep, params))
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,7 @@ def first(prefect_api, synthetic_source, tmp_path_factory):
               "variants": ("shallow", "vae"), "latent_dims": (2, 4), "seeds": (0,),
               "epochs": 2, "batch_size": 64, "learning_rate": 0.01,
               "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
-    return params, mnist_sweep(**params)
+    return params, sweep(**params)
 
 
 def trial_states(result):
@@ -66,14 +70,8 @@ def test_growing_the_grid_on_a_dask_cluster_trains_only_new_trials(first, dask_c
                                                                      prefect_api):
     params, before = first
     cluster, client = dask_cluster
-    code = ("import sys; from tests.synthetic import register; "
-            "register(sys.argv[1], sys.argv[2]); "
-            "from flows.sweep import mnist_sweep; from flows.cli import main; "
-            "main(mnist_sweep, sys.argv[3:])")
-    args = [f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-            for k, v in (params | {"latent_dims": (2, 4, 8)}).items()]
     env = cli_env(prefect_api) | {DASK_ADDRESS_ENV: cluster.scheduler_address}
-    proc = subprocess.run([sys.executable, "-c", code, params["source"], params["dataset"], *args],
+    proc = subprocess.run(cli_command(params | {"latent_dims": (2, 4, 8)}, "flows.sweep"),
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ")]
@@ -92,10 +90,9 @@ def test_growing_the_grid_on_a_dask_cluster_trains_only_new_trials(first, dask_c
 def test_failed_trials_leave_a_report_of_the_others_and_fail_the_flow(prefect_api, tmp_path):
     """30x30 images: the conv variant cannot take them (its side must divide by 4)."""
     from flows.sweep import SweepError
-    from tasks.download import DATASETS
 
-    DATASETS["synthetic30"] = synthetic.write_dataset(tmp_path / "source", n_train=300,
-                                                      side=30)
+    synthetic.write_dataset(tmp_path / "source", n_train=300, side=30)
+    synthetic.register(tmp_path / "source", "synthetic30")
     params = {"dataset": "synthetic30", "source": str(tmp_path / "source"), "val_size": 50,
               "variants": ("shallow", "conv"), "latent_dims": (4,), "epochs": 1,
               "batch_size": 64, "probe": False, "data_dir": str(tmp_path / "data"),
@@ -103,13 +100,13 @@ def test_failed_trials_leave_a_report_of_the_others_and_fail_the_flow(prefect_ap
     with pytest.raises(SweepError, match=r"1 of 3 trials failed: conv/4/seed 0 \(Failed\)\. "
                                          r"The first one's error: ValueError: the conv variant "
                                          r"needs square images"):
-        mnist_sweep(**params)
+        sweep(**params)
     (summary,) = (tmp_path / "artifacts").glob("sweep/*/summary.csv")
     assert set(pd.read_csv(summary)["variant"]) == {"shallow", "pca"}
 
 
 def test_bad_grids_are_refused_before_any_work(synthetic_source, tmp_path):
-    from flows.params import ParameterError
+    from mnist_autoencoder.params import ParameterError
 
     params = {"dataset": synthetic.NAME, "source": str(synthetic_source), "val_size": 100,
               "data_dir": str(tmp_path / "data"), "artifacts_dir": str(tmp_path / "artifacts")}
@@ -122,5 +119,5 @@ def test_bad_grids_are_refused_before_any_work(synthetic_source, tmp_path):
         ({"epochs": 0}, "epochs"),
     ]:
         with pytest.raises(ParameterError, match=pattern):
-            mnist_sweep.fn(**params | changes)
+            mnist_sweep.fn(**group_params(mnist_sweep, params | changes))
     assert not (tmp_path / "data").exists()

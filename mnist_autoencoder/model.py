@@ -14,8 +14,7 @@ loss (``min_delta``/``patience`` as in ``keras.callbacks.EarlyStopping``). The
 models remain ordinary Keras models, saved and loaded with
 ``keras.models.load_model``.
 
-This module imports TensorFlow; only the train and evaluate stages import it,
-and only when they actually run.
+This module imports TensorFlow; only code that trains imports it, when it trains.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tasks.storage import atomic_path  # noqa: E402
+from mnist_autoencoder.storage import atomic_path  # noqa: E402
 
 
 class _NoRetracingNotice(logging.Filter):
@@ -94,7 +93,7 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
     """Compile a one-epoch training function and a full-set loss function for ``autoencoder``.
 
     ``jit_compile=False`` builds the same loop as a plain TensorFlow graph, for
-    models whose ops XLA runs slowly on CPU (convolutions, see ``tasks.variants``).
+    models whose ops XLA runs slowly on CPU (convolutions, see ``mnist_autoencoder.variants``).
 
     The epoch is a single XLA program: a while loop over the full batches plus one
     step for the remainder. Measured on 2 cores: 0.22-0.3 s/epoch, against 0.35 s

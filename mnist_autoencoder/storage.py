@@ -1,8 +1,10 @@
-"""File I/O shared by every stage: content hashes, atomic writes and output manifests.
+"""File I/O in one place: content hashes, atomic writes, output manifests, values to files.
 
-Every stage writes its outputs through ``atomic_path`` so that a crash never leaves a
-partial file under a final name, and describes them with a manifest of SHA-256
-hashes so that a later run can tell a valid output from a deleted or damaged one.
+Every output is written through ``atomic_path`` or ``atomic_dir`` so that a crash
+never leaves a partial file under a final name, and described with a manifest of
+SHA-256 hashes so that a later run can tell a valid output from a deleted or
+damaged one. ``write_outputs`` turns the values a computation returns into files,
+chosen by each name's suffix; computations themselves never open a file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,83 @@ def describe_outputs(directory: str | Path, names: list[str]) -> dict[str, Any]:
     directory = Path(directory).resolve()
     files = {name: sha256_file(directory / name) for name in sorted(names)}
     return {"dir": str(directory), "files": files, "hash": sha256_json(files)}
+
+
+def write_npz(path: str | Path, arrays: Mapping[str, Any]) -> None:
+    """An uncompressed .npz whose bytes depend only on the arrays (fixed zip timestamps).
+
+    Rebuilding identical outputs then yields identical hashes, which keeps the
+    caches of everything downstream valid.
+    """
+    import numpy as np
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asarray(array, order="C"),
+                                        allow_pickle=False)
+
+
+def write_value(path: Path, value: Any) -> None:
+    """Write one output value in the format its file name asks for.
+
+    ``.json``: JSON; ``.csv``: a DataFrame without its index; ``.parquet``: a
+    DataFrame or an Arrow table; ``.npz``: a mapping of arrays; ``.md``/``.html``:
+    text; ``.png``: bytes; anything else with a ``save`` method (Keras models).
+    """
+    suffix = path.suffix
+    if suffix == ".json":
+        write_json_atomic(path, value)
+    elif suffix == ".npz":
+        write_npz(path, value)
+    elif isinstance(value, bytes):
+        write_bytes_atomic(path, value)
+    elif isinstance(value, str):
+        write_bytes_atomic(path, value.encode())
+    elif suffix == ".csv":
+        with atomic_path(path) as tmp:
+            value.to_csv(tmp, index=False)
+    elif suffix == ".parquet" and hasattr(value, "to_parquet"):
+        with atomic_path(path) as tmp:
+            value.to_parquet(tmp, index=False)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_path(path) as tmp:
+            pq.write_table(value, tmp, compression="zstd", row_group_size=16384)
+    elif hasattr(value, "save"):
+        value.save(path)  # Keras checks the suffix; it writes into atomic_dir's temporary
+    else:
+        raise TypeError(f"cannot write a {type(value).__name__} to {path.name}")
+
+
+def write_outputs(directory: str | Path, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``{file name: value}`` as one directory that appears whole or not at all.
+
+    Returns the ``describe_outputs`` value of what was written.
+    """
+    with atomic_dir(directory) as tmp:
+        for name, value in outputs.items():
+            write_value(tmp / name, value)
+    return describe_outputs(directory, list(outputs))
+
+
+def read_value(path: str | Path) -> Any:
+    """Read a file that ``write_value`` wrote, by its suffix (NPZ: a dict of arrays)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    if path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as archive:
+            return dict(archive)
+    if path.suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    return path.read_bytes()
 
 
 def invalid_outputs(outputs: Mapping[str, Any]) -> list[str]:

@@ -3,7 +3,7 @@
 Each builder returns ``(autoencoder, encoder, decoder)``: the autoencoder is
 compiled with Adam and binary cross-entropy like the seed model, the encoder
 maps pixels to the code that is evaluated and probed, the decoder maps codes
-back to pixels. All of them train with ``tasks.model.fit_autoencoder``; extra
+back to pixels. All of them train with ``model.fit_autoencoder``; extra
 loss terms (the sparse model's L1 penalty, the VAE's KL divergence) reach it
 through Keras' ``model.losses``, as they would reach ``model.fit``.
 
@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tasks.model import build_autoencoder
+from mnist_autoencoder.model import build_autoencoder
 
 SPARSITY_L1 = 1e-4
 DEEP_HIDDEN = (128, 64)

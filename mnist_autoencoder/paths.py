@@ -33,13 +33,19 @@ def raw_dir(data_dir: Path, dataset: str) -> Path:
     return data_dir / "raw" / dataset
 
 
-def processed_dir(data_dir: Path, dataset: str, key: str) -> Path:
-    return data_dir / "processed" / dataset / key
+def processed_dir(data_dir: Path, dataset: str) -> Path:
+    """Cached splits of ``dataset``, one directory per preprocess cache key below it."""
+    return data_dir / "processed" / dataset
 
 
-def stage_dir(artifacts_dir: Path, stage: str, key: str) -> Path:
-    """Outputs of one stage for one cache key: runs with other inputs never overwrite them."""
-    return artifacts_dir / stage / key
+def stage_root(artifacts_dir: str | Path, stage: str) -> Path:
+    """Where one stage's outputs go, one directory per cache key below it."""
+    return Path(artifacts_dir) / stage
+
+
+def models_dir(artifacts_dir: str | Path) -> Path:
+    """The champion registry: ``registry.parquet`` and one folder per dataset."""
+    return Path(artifacts_dir) / "models"
 
 
 def checkpoint_path(out_dir: Path) -> Path:

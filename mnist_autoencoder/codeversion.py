@@ -1,0 +1,127 @@
+"""Code versions from the import graph: what a cache key must cover, found, never listed.
+
+A stage's result depends on the source of every project module its code can
+reach and on the versions of the libraries those modules import. Both are read
+from the source with ``ast``: nothing is imported, so computing the version of
+the training stage never imports TensorFlow. Imports inside functions count,
+since the project imports heavy libraries lazily.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+
+PROJECT_PACKAGES = ("mnist_autoencoder", "tasks", "flows")
+
+
+def _source(name: str) -> Path | None:
+    """The source file of module ``name``, found on disk without importing anything.
+
+    (``importlib.util.find_spec("a.b")`` would import ``a``, and ``a.b.c`` would
+    import ``a.b``: for ``tasks.train`` that is Prefect, for a model module TensorFlow.)
+    """
+    top, *rest = name.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if not rest:
+        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    for location in spec.submodule_search_locations or ():
+        base = Path(location, *rest)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def module_path(name: str) -> Path:
+    path = _source(name)
+    if path is None:
+        raise ModuleNotFoundError(f"cannot locate the source of module {name!r}")
+    return path
+
+
+def _is_module(name: str) -> bool:
+    return _source(name) is not None
+
+
+def imports_of(name: str) -> set[str]:
+    """Every module name that the source of module ``name`` imports, anywhere in it.
+
+    ``from package import x`` yields both ``package`` and ``package.x``: ``x`` may be
+    a module. Callers keep the names that are modules.
+    """
+    path = module_path(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from .a import b
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _is_project(name: str, project: tuple[str, ...]) -> bool:
+    return name.split(".")[0] in project
+
+
+def reachable(roots: tuple[str, ...],
+              project: tuple[str, ...] = PROJECT_PACKAGES) -> tuple[list[str], set[str]]:
+    """(project modules reachable from ``roots``, top-level names of the others they import).
+
+    The roots themselves count as project modules, and so does each module's
+    parent package, whose ``__init__`` runs first.
+    """
+    seen: set[str] = set()
+    external: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parents = [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]
+        todo += [p for p in parents if p not in seen]
+        for imported in imports_of(name):
+            if not _is_project(imported, project):
+                external.add(imported.split(".")[0])  # never imported: find_spec would
+            elif _is_module(imported):
+                todo.append(imported)
+    return sorted(seen), external - set(sys.stdlib_module_names)
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def library_versions(top_level: set[str]) -> list[str]:
+    """``name==version`` of the installed distributions that provide ``top_level`` modules."""
+    names = {dist for module in top_level for dist in _distributions().get(module, [])}
+    return sorted(f"{dist}=={importlib.metadata.version(dist)}" for dist in names)
+
+
+def code_version(roots: tuple[str, ...], project: tuple[str, ...] = PROJECT_PACKAGES) -> str:
+    """Hash the source of every project module reachable from ``roots`` and their libraries."""
+    modules, external = reachable(roots, project)
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(name.encode() + b"\0" + module_path(name).read_bytes() + b"\0")
+    for line in library_versions(external):
+        digest.update(line.encode() + b"\0")
+    return digest.hexdigest()

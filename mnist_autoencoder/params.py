@@ -1,0 +1,142 @@
+"""The flows' parameters as typed groups, and their validation before any work.
+
+Three groups are shared by every flow: ``DataConfig`` (which data, which split),
+``TrainingConfig`` (how to fit) and ``PathsConfig`` (where things go). Prefect
+turns them into the deployments' parameter schema; ``flows.cli`` turns their
+fields into command-line options and ``--help``. Types are checked by pydantic;
+ranges by the ``validate_*`` functions here, which raise ``ParameterError`` with
+a message that names the parameter and what is allowed. Per-dataset facts (the
+training-set size) come from the dataset catalog.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mnist_autoencoder.catalog import datasets
+from mnist_autoencoder.download import local_source_dir
+from mnist_autoencoder.paths import models_dir, resolve_dir
+from mnist_autoencoder.registry import check_layout
+from mnist_autoencoder.splits import FORMATS
+
+
+class ParameterError(ValueError):
+    """A flow parameter is out of range; the message names it and the allowed values."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Group):
+    """Which data, and how it is split."""
+
+    dataset: str = Field("mnist", description="a dataset of the catalog: mnist, fashion_mnist")
+    source: str | None = Field(None, description="local directory, file:// URL or http(s) base "
+                               "URL holding the four .gz IDX files; empty for the public mirrors")
+    val_size: int = Field(10_000, description="training images held out for validation")
+    train_subset: int = Field(0, description="train on only this many of the remaining images "
+                              "(0 = all); validation and test sets stay whole")
+    seed: int = Field(0, description="seeds the train/validation split (in the pipeline also the "
+                      "weight initialisation and the batch order)")
+    cache_format: str = Field("npz", description="which cached split file is read: npz or parquet")
+
+
+class TrainingConfig(_Group):
+    """How a model is fitted."""
+
+    epochs: int = Field(50, description="maximum number of epochs")
+    batch_size: int = Field(256, description="samples per gradient step")
+    learning_rate: float = Field(1e-3, description="Adam's learning rate")
+    patience: int = Field(5, description="epochs without a lower training loss before stopping "
+                          "early")
+
+
+class PathsConfig(_Group):
+    """Where data and artifacts go; relative paths are anchored at the project."""
+
+    data_dir: str = Field("data", description="where raw and processed data go")
+    artifacts_dir: str = Field("artifacts", description="where models, metrics and reports go")
+
+    def resolved(self) -> PathsConfig:
+        """The same paths, made absolute."""
+        return PathsConfig(data_dir=str(resolve_dir(self.data_dir)),
+                           artifacts_dir=str(resolve_dir(self.artifacts_dir)))
+
+
+def require(condition: bool, name: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ParameterError(f"Invalid parameter {name}={value!r}: {allowed}.")
+
+
+def validate_data(data: DataConfig) -> None:
+    catalog = datasets()
+    require(data.dataset in catalog, "dataset", data.dataset, f"choose one of {sorted(catalog)}")
+    if data.source and not data.source.startswith(("http://", "https://")):
+        directory = local_source_dir(data.source)
+        require(directory.is_dir(), "source", data.source,
+                f"{directory} is not a directory; give a directory or file:// URL holding "
+                "the four .gz IDX files, an http(s) base URL, or nothing for the public mirrors")
+    require(data.cache_format in FORMATS, "cache_format", data.cache_format,
+            f"choose one of {list(FORMATS)}")
+    train_size = catalog[data.dataset].train_size
+    require(0 < data.val_size < train_size, "val_size", data.val_size,
+            f"must leave training data: 1 <= val_size < {train_size} ({data.dataset})")
+    require(data.train_subset >= 0, "train_subset", data.train_subset,
+            "must be 0 (all) or a positive number of images")
+    require(data.seed >= 0, "seed", data.seed, "must be a non-negative integer")
+
+
+def validate_training(training: TrainingConfig) -> None:
+    for name in ("epochs", "batch_size", "patience"):
+        require(getattr(training, name) >= 1, name, getattr(training, name), "must be at least 1")
+    require(0 < training.learning_rate <= 1, "learning_rate", training.learning_rate,
+            "must be in (0, 1]")
+
+
+def validate_paths(paths: PathsConfig) -> None:
+    for name in ("data_dir", "artifacts_dir"):
+        path = resolve_dir(getattr(paths, name))
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        require(existing is not None and existing.is_dir()
+                and os.access(existing, os.W_OK | os.X_OK), name, getattr(paths, name),
+                f"must be a writable directory (checked {existing})")
+
+
+def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
+                      latent_dim: int, promotion_tolerance: float) -> None:
+    """Raise for the first parameter of the pipeline flow that cannot work."""
+    validate_data(data)
+    require(latent_dim >= 1, "latent_dim", latent_dim, "must be at least 1")
+    validate_training(training)
+    require(0 <= promotion_tolerance < 1, "promotion_tolerance", promotion_tolerance,
+            "must be in [0, 1)")
+    validate_paths(paths)
+    check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
+
+
+def validate_grid(name: str, values: Iterable[Any], valid: Callable[[Any], bool],
+                  allowed: str) -> None:
+    """A sweep axis: non-empty, no repeats, every value ``valid``."""
+    values = list(values)
+    require(bool(values) and len(set(values)) == len(values) and all(map(valid, values)),
+            name, values, allowed)
+
+
+def validate_sweep(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
+                   variants: tuple[str, ...], latent_dims: tuple[int, ...],
+                   seeds: tuple[int, ...], known_variants: tuple[str, ...]) -> None:
+    """Raise for the first parameter of the sweep flow that cannot work."""
+    validate_data(data)
+    validate_grid("variants", variants, lambda v: v in known_variants,
+                  f"give one or more distinct names from {list(known_variants)}")
+    validate_grid("latent_dims", latent_dims, lambda size: size >= 1,
+                  "give one or more distinct sizes, each at least 1")
+    validate_grid("seeds", seeds, lambda seed: seed >= 0,
+                  "give one or more distinct non-negative integers")
+    validate_training(training)
+    validate_paths(paths)

@@ -1,0 +1,253 @@
+"""The champion registry: one champion per dataset, replaced only by a model at least as good.
+
+Layout under ``<artifacts>/models/``::
+
+    registry.parquet          one row per event, every dataset: decisions, reinstatements
+    <dataset>/champion/       the model in use: its three model files and champion.json
+    <dataset>/store/<sha>/    every model ever promoted, kept for reinstatement
+
+The registry is the source of truth; ``champion/`` is a copy of the model it
+names. A challenger is compared with the champion of its own dataset *on the
+same test split* (the champion is re-scored on the challenger's test set) and is
+promoted when its test BCE is at most ``champion * (1 + tolerance)``.
+
+Before each decision the champion is checked as it is now. Deleted, damaged
+(its files fail the hashes in ``champion.json``) or replaced by hand (not the
+model the registry names): it is reinstated from the store (or the run's own
+model directory), whatever stood there is kept aside as
+``champion.displaced-<time>``, and a registry row says so. Every write is
+atomic and every decision holds a lock, so a crash or a second process never
+leaves a half-installed champion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mnist_autoencoder.inference import MODEL_FILES
+from mnist_autoencoder.storage import (
+    atomic_dir,
+    atomic_path,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+)
+
+CHAMPION_INFO = "champion.json"
+REGISTRY = "registry.parquet"
+DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
+
+
+class RegistryError(RuntimeError):
+    """The registry's state cannot be used as it is; the message says what to do."""
+
+
+def champion_dir(models_dir: Path, dataset: str) -> Path:
+    return Path(models_dir) / dataset / "champion"
+
+
+def model_files(model_dir: Path) -> dict[str, str]:
+    """SHA-256 of each model file in ``model_dir``."""
+    return {name: sha256_file(Path(model_dir) / name) for name in MODEL_FILES}
+
+
+def model_sha256(files: dict[str, str]) -> str:
+    """One hash for a model: of its files' hashes."""
+    return sha256_json(files)
+
+
+def holds_model(directory: Path, sha: str) -> bool:
+    """True when ``directory`` holds every model file and together they hash to ``sha``."""
+    directory = Path(directory)
+    return (all((directory / name).is_file() for name in MODEL_FILES)
+            and model_sha256(model_files(directory)) == sha)
+
+
+def decide(challenger_bce: float, champion_bce: float | None,
+           tolerance: float) -> tuple[bool, str]:
+    """Return (promote, reason)."""
+    if champion_bce is None:
+        return True, "no champion yet"
+    limit = champion_bce * (1 + tolerance)
+    verdict = "<=" if challenger_bce <= limit else ">"
+    reason = (f"challenger test BCE {challenger_bce:.5f} {verdict} champion {champion_bce:.5f} "
+              f"x (1 + {tolerance:g}) = {limit:.5f}")
+    return challenger_bce <= limit, reason
+
+
+def check_layout(models_dir: Path) -> None:
+    """Refuse the old single-champion layout, which did not record the champion's dataset."""
+    legacy = Path(models_dir) / "champion" / CHAMPION_INFO
+    if legacy.is_file():
+        raise RegistryError(
+            f"{legacy.parent} is a champion in the old single-champion layout, which did not "
+            f"record its dataset: move it to {Path(models_dir) / '<dataset>' / 'champion'} "
+            "(e.g. mnist) or delete it")
+
+
+def read_registry(models_dir: Path) -> pd.DataFrame:
+    path = Path(models_dir) / REGISTRY
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def registered_champion(models_dir: Path, dataset: str) -> dict[str, Any] | None:
+    """The registry row of the model that should be ``dataset``'s champion now, if any."""
+    table = read_registry(models_dir)
+    if table.empty or "event" not in table:
+        return None
+    rows = table[(table["dataset"] == dataset) & table["event"].isin(
+        ["promoted", "reinstated", "lost"])]
+    if rows.empty or rows.iloc[-1]["event"] == "lost":
+        return None
+    return rows.iloc[-1].to_dict()
+
+
+def read_champion(directory: Path) -> dict[str, Any] | None:
+    info = Path(directory) / CHAMPION_INFO
+    try:
+        return json.loads(info.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def champion_problems(models_dir: Path, dataset: str) -> list[str]:
+    """What is wrong with ``dataset``'s champion as it is now; empty when it is intact."""
+    directory = champion_dir(models_dir, dataset)
+    expected = registered_champion(models_dir, dataset)
+    if expected is None:
+        return [f"{directory} was not installed by the registry"] if directory.exists() else []
+    if not directory.is_dir():
+        return [f"{directory} is missing"]
+    info = read_champion(directory)
+    if info is None or "files" not in info:
+        return [f"{directory / CHAMPION_INFO} is missing or unreadable"]
+    damaged = [name for name, sha in info["files"].items()
+               if not (directory / name).is_file() or sha256_file(directory / name) != sha]
+    if damaged:
+        return [f"{directory}: {', '.join(damaged)} do not match their recorded SHA-256"]
+    if info.get("model_sha256") != expected["model_sha256"]:
+        return [f"{directory} holds model {str(info.get('model_sha256'))[:12]}, not "
+                f"{expected['model_sha256'][:12]} that the registry names (replaced by hand?)"]
+    return []
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the duration."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def append_registry(models_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
+    """Append one row to the Parquet registry atomically; return the whole table."""
+    existing = read_registry(models_dir)
+    table = pd.concat([existing, pd.DataFrame([row])], ignore_index=True)
+    with atomic_path(Path(models_dir) / REGISTRY) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> None:
+    """Copy a model's files to ``target`` with ``champion.json``, as one atomic directory swap."""
+    with atomic_dir(target) as tmp:
+        for name in MODEL_FILES:
+            shutil.copy2(Path(model_dir) / name, tmp / name)
+        write_json_atomic(tmp / CHAMPION_INFO, info)
+
+
+def _store_dir(models_dir: Path, dataset: str, sha: str) -> Path:
+    return Path(models_dir) / dataset / "store" / sha[:24]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def repair_champion(models_dir: Path, dataset: str) -> str | None:
+    """Make ``champion/`` the model the registry names again; return what was done, if anything.
+
+    Call with the registry lock held.
+    """
+    problems = champion_problems(models_dir, dataset)
+    if not problems:
+        return None
+    directory = champion_dir(models_dir, dataset)
+    if directory.exists():  # keep whatever stood there: it may be someone's model
+        stamp = _now().replace(":", "")
+        directory.rename(directory.with_name(f"champion.displaced-{stamp}"))
+    expected = registered_champion(models_dir, dataset)
+    if expected is None:
+        return f"Champion set aside: {problems[0]}; no registered champion to reinstate."
+    for source in (_store_dir(models_dir, dataset, expected["model_sha256"]),
+                   Path(expected["model_path"])):
+        if holds_model(source, expected["model_sha256"]):
+            info = {k: expected[k] for k in ("run_id", "dataset", "test_bce", "model_sha256",
+                                             "model_path")}
+            install_champion(source, directory, info | {"files": model_files(source),
+                                                        "promoted_at": _now()})
+            reason = f"{problems[0]}; reinstated run {expected['run_id']} from {source}"
+            append_registry(models_dir, {**_identity(expected), "time": _now(),
+                                         "event": "reinstated", "reason": reason,
+                                         "test_bce": expected["test_bce"], "promoted": True})
+            return f"Champion reinstated: {reason}."
+    reason = f"{problems[0]}; its stored model is gone too, so there is no champion"
+    append_registry(models_dir, {**_identity(expected), "time": _now(), "event": "lost",
+                                 "reason": reason, "promoted": False})
+    return f"Champion lost: {reason}."
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("dataset", "run_id", "model_path", "model_sha256")}
+
+
+def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, tolerance: float,
+                  score_champion: Callable[[Path], float], run: dict[str, Any]) -> dict[str, Any]:
+    """Check the champion, decide, install the challenger if it wins, record the decision.
+
+    ``challenger`` holds ``model_dir`` and ``test_bce`` (and ``test_mse``);
+    ``score_champion`` re-scores a champion directory on the challenger's test
+    split; ``run`` holds the registry's descriptive columns (run id, parameters,
+    hashes, code version).
+    """
+    models_dir = Path(models_dir)
+    check_layout(models_dir)
+    directory = champion_dir(models_dir, dataset)
+    with locked(models_dir / ".lock"):  # one decision at a time, also across processes
+        repaired = repair_champion(models_dir, dataset)
+        champion = read_champion(directory)
+        champion_bce = score_champion(directory) if champion else None
+        promoted, reason = decide(challenger["test_bce"], champion_bce, tolerance)
+        files = model_files(Path(challenger["model_dir"]))
+        sha = model_sha256(files)
+        now = _now()
+        row = {**run, "dataset": dataset, "time": now,
+               "event": "promoted" if promoted else "kept out",
+               "test_bce": challenger["test_bce"], "test_mse": challenger.get("test_mse"),
+               "champion_test_bce": champion_bce, "model_path": challenger["model_dir"],
+               "model_sha256": sha, "promoted": promoted, "reason": reason}
+        if promoted:
+            store = _store_dir(models_dir, dataset, sha)
+            if not holds_model(store, sha):
+                install_champion(Path(challenger["model_dir"]), store, {"model_sha256": sha})
+            install_champion(Path(challenger["model_dir"]), directory,
+                             {**run, "dataset": dataset, "test_bce": challenger["test_bce"],
+                              "promoted_at": now, "model_path": challenger["model_dir"],
+                              "model_sha256": sha, "files": files})
+        append_registry(models_dir, row)
+    return {"promoted": promoted, "reason": reason, "champion_dir": str(directory),
+            "champion_test_bce": champion_bce, "challenger_test_bce": challenger["test_bce"],
+            "repaired": repaired}

@@ -1,0 +1,57 @@
+"""The I/O manager of the stages: upstream outputs checked, outputs written atomically, described.
+
+A stage calls the core with values and hands the values it gets back to
+``StageIO.write``, which writes them into the stage's directory (named after its
+cache key) as one atomic directory swap and returns the small ``{dir, files,
+hash}`` description that downstream stages and the cache keys use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+
+from mnist_autoencoder.paths import checkpoint_path
+from mnist_autoencoder.splits import Split, load_splits
+from mnist_autoencoder.storage import read_value, require_valid, write_outputs
+from tasks.caching import current_cache_key
+
+
+class StageIO:
+    """Where one run of a stage reads and writes.
+
+    Args:
+        root: the stage's folder; this run writes to ``root/<cache key>``. None for a
+            stage that writes no outputs of its own (``promote`` keeps the registry).
+        upstream: the descriptions this stage reads; each must still be intact.
+    """
+
+    def __init__(self, root: str | Path | None, *upstream: Mapping[str, Any]):
+        for outputs in upstream:
+            require_valid(outputs)
+        self.dir = Path(root) / current_cache_key() if root is not None else None
+        self.log = get_run_logger().info
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where a long computation checkpoints (beside the output directory, not in it)."""
+        return checkpoint_path(self.dir)
+
+    def write(self, outputs: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """Write ``{file name: value}``; return the description, plus ``extra`` values."""
+        description = write_outputs(self.dir, outputs)
+        self.checkpoint.unlink(missing_ok=True)
+        return description | extra
+
+
+def read(outputs: Mapping[str, Any], name: str) -> Any:
+    """One file of an upstream stage's outputs, read by its suffix."""
+    return read_value(Path(outputs["dir"]) / name)
+
+
+def read_splits(splits: Mapping[str, Any], cache_format: str,
+                names: tuple[str, ...]) -> dict[str, Split]:
+    return load_splits(Path(splits["dir"]), cache_format, names)
