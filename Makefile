@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run sweep test lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,15 +63,18 @@ deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retra
 stop:              ## stop the worker and the server
 	$(PY) -m ops.local_prefect stop
 
-test: venv         ## run the test suite
+test: venv         ## run the test suite (the command CI runs)
 	$(PY) -m pytest
+
+test-fast: venv    ## the inner loop: every test that needs no Prefect server or real MNIST
+	$(PY) -m pytest -m "not slow" -q
 
 # Side by side on real MNIST: plain Keras vs ours, cached vs uncached (about 6 minutes).
 bench: venv        ## side-by-side benchmark on real MNIST
 	$(PY) -m benchmarks.run $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 lint: venv         ## ruff
-	$(VENV)/bin/ruff check flows tasks tests benchmarks ops
+	$(VENV)/bin/ruff check mnist_autoencoder flows tasks tests benchmarks ops
 
 # Forget every cached stage result (outputs in data/ and artifacts/ stay).
 clean-cache:       ## forget cached stage results

@@ -16,14 +16,13 @@ from typing import Any
 
 from prefect import flow
 
+from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
 from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_pipeline
 from mnist_autoencoder.registry import DEFAULT_TOLERANCE
 from tasks.analyze import analyze
 from tasks.baselines import baselines
-from tasks.download import download
 from tasks.evaluate import evaluate
-from tasks.preprocess import preprocess
 from tasks.promote import promote
 from tasks.report import report
 from tasks.train import train
@@ -50,10 +49,7 @@ def mnist_autoencoder(
     validate_pipeline(data, training, paths, latent_dim, promotion_tolerance)
     paths = paths.resolved()
     stages: list[StageRun] = []
-    raw = run_stage(download, stages, dataset=data.dataset, source=data.source,
-                    data_dir=paths.data_dir)
-    splits = run_stage(preprocess, stages, raw=raw, dataset=data.dataset, val_size=data.val_size,
-                       seed=data.seed, train_subset=data.train_subset, data_dir=paths.data_dir)
+    raw, splits = run_data_stages(data, paths, stages)
     common = {"splits": splits, "cache_format": data.cache_format,
               "artifacts_dir": paths.artifacts_dir}
     # Before train: these baselines need no model, and running them while TensorFlow is

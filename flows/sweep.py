@@ -28,11 +28,10 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.data import run_data_stages
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_sweep
 from mnist_autoencoder.trial import REFERENCE, VARIANTS
-from tasks.download import download
-from tasks.preprocess import preprocess
 from tasks.sweep_report import sweep_report
 from tasks.trial import trial
 
@@ -89,10 +88,7 @@ def mnist_sweep(
     validate(data, training, paths, variants, latent_dims, seeds, probe)
     paths = paths.resolved()
     stages: list[StageRun] = []
-    raw = run_stage(download, stages, dataset=data.dataset, source=data.source,
-                    data_dir=paths.data_dir)
-    splits = run_stage(preprocess, stages, raw=raw, dataset=data.dataset, val_size=data.val_size,
-                       seed=data.seed, train_subset=data.train_subset, data_dir=paths.data_dir)
+    _, splits = run_data_stages(data, paths, stages)
     grid = [(variant, size, seed) for variant in variants for size in latent_dims
             for seed in seeds]
     grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]

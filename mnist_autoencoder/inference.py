@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
-HISTORY_FILE = "history.csv"
+from mnist_autoencoder.paths import MODEL_FILES
 
 
 def model_outputs(autoencoder, encoder, decoder) -> dict[str, Any]:

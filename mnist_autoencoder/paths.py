@@ -14,6 +14,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # MNIST_AE_CACHE_DIR, e.g. to share one cache between clones or to isolate tests.
 CACHE_DIR_ENV = "MNIST_AE_CACHE_DIR"
 
+# The files of a trained model's directory (a training run's, a trial's, a champion's).
+MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
+HISTORY_FILE = "history.csv"
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV, PROJECT_ROOT / ".cache" / "prefect")).resolve()

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from mnist_autoencoder.inference import MODEL_FILES
+from mnist_autoencoder.paths import MODEL_FILES
 from mnist_autoencoder.storage import (
     atomic_dir,
     atomic_path,

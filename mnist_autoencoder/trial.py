@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_autoencoder.baselines import fit_pca
-from mnist_autoencoder.inference import HISTORY_FILE
 from mnist_autoencoder.metrics import mean_errors
+from mnist_autoencoder.paths import HISTORY_FILE
 from mnist_autoencoder.splits import Split
 
 VARIANTS = ("shallow", "sparse", "deep", "conv", "vae")  # built by ``variants``

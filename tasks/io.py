@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact
 
 from mnist_autoencoder.paths import checkpoint_path
 from mnist_autoencoder.splits import Split, load_splits
@@ -45,6 +46,14 @@ class StageIO:
         description = write_outputs(self.dir, outputs)
         self.checkpoint.unlink(missing_ok=True)
         return description | extra
+
+    def publish(self, key: str, name: str, description: str) -> Path:
+        """Publish one written file as a Prefect link artifact (the UI opens it offline)."""
+        path = self.dir / name
+        create_link_artifact(key=key, link=path.as_uri(), link_text=name,
+                             description=description)
+        self.log(f"{description}: {path}")
+        return path
 
 
 def read(outputs: Mapping[str, Any], name: str) -> Any:

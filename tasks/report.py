@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_table_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from mnist_autoencoder.inference import HISTORY_FILE
-from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.paths import HISTORY_FILE, stage_root
 from mnist_autoencoder.report import build_sections, draw_figures, report_files, summary_markdown
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read
@@ -43,8 +37,5 @@ def report(raw: dict[str, Any], splits: dict[str, Any], trained: dict[str, Any],
              for k, v in summary["probe_accuracy"].items()]
     create_table_artifact(key="mnist-autoencoder-metrics", table=rows,
                           description="Test-set metrics and representation quality")
-    html_path = Path(result["dir"]) / "report.html"
-    create_link_artifact(key="mnist-autoencoder-report", link=html_path.as_uri(),
-                         link_text="report.html", description="The full report (opens offline)")
-    io.log(f"Report written to {html_path}")
+    io.publish("mnist-autoencoder-report", "report.html", "The full report (opens offline)")
     return result

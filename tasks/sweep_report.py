@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 
 from mnist_autoencoder.paths import stage_root
 from mnist_autoencoder.sweep_report import summary_records, sweep_report_files
@@ -24,8 +23,5 @@ def sweep_report(trials: list[dict[str, Any]], settings: dict[str, Any],
     create_table_artifact(key="mnist-sweep-summary", table=[
         {k: v for k, v in row.items() if not k.endswith("_std")} for row in result["summary"]],
         description="Sweep: mean test metrics per variant and code size")
-    html_path = Path(result["dir"]) / "sweep.html"
-    create_link_artifact(key="mnist-sweep-report", link=html_path.as_uri(),
-                         link_text="sweep.html", description="The sweep report (opens offline)")
-    io.log(f"Sweep report written to {html_path}")
+    io.publish("mnist-sweep-report", "sweep.html", "The sweep report (opens offline)")
     return result

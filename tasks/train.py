@@ -12,8 +12,7 @@ import pandas as pd
 from prefect import task
 
 from mnist_autoencoder.codeversion import code_version
-from mnist_autoencoder.inference import HISTORY_FILE
-from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.paths import HISTORY_FILE, stage_root
 from mnist_autoencoder.training import train_model
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits

@@ -60,3 +60,11 @@ def mnist_mirror():
     if not (MNIST_MIRROR / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST mirror not found at {MNIST_MIRROR}")
     return MNIST_MIRROR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark as ``slow`` every test that needs a Prefect server or real MNIST: ``make test-fast``
+    leaves them out. Derived from the fixtures a test uses, so the mark cannot drift."""
+    for item in items:
+        if {"prefect_api", "mnist_mirror"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -46,6 +46,8 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
                                                                             tmp_path):
     port = free_port()
     url = api_url(port)
+    paths = json.dumps({"data_dir": str(tmp_path / "data"),
+                        "artifacts_dir": str(tmp_path / "artifacts")})
     env = os.environ | {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path / "home"),
                         "MNIST_AE_SOURCE": str(mnist_mirror), "MNIST_AE_DASK_ADDRESS": "",
                         "MNIST_AE_CACHE_DIR": str(tmp_path / "cache")}
@@ -58,12 +60,11 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         worker = start_worker(port, POOL, tmp_path / "worker.log", env=env)
         out = prefect(["deployment", "run", "mnist-autoencoder/smoke", "--watch",
                        "--watch-timeout", "900",
-                       "--param", f"data_dir={tmp_path / 'data'}",
-                       "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env, timeout=960)
+                       "--param", f"paths={paths}"], env, timeout=960)
         assert "Completed" in out
 
         artifacts = tmp_path / "artifacts"
-        assert (artifacts / "models" / "champion" / "autoencoder.keras").is_file()
+        assert (artifacts / "models" / "mnist" / "champion" / "autoencoder.keras").is_file()
         (report,) = artifacts.glob("report/*/report.md")
         assert "Promoted to champion: no champion yet" in report.read_text()
         keys = {a["key"] for a in api(url, "/artifacts/filter", {})}
@@ -76,7 +77,7 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         assert schedule["schedule"]["timezone"] == "Europe/Berlin"
         bad_type = subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
-             "mnist-autoencoder/smoke", "--param", "epochs=many"],
+             "mnist-autoencoder/smoke", "--param", 'training={"epochs": "many"}'],
             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
         assert bad_type.returncode != 0 and "epochs" in bad_type.stdout + bad_type.stderr
 
@@ -104,10 +105,10 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
             sweep = prefect(["deployment", "run", "mnist-sweep/sweep", "--watch",
                              "--watch-timeout", "600", "--job-variable", f"env={job_env}",
                              "--param", "variants=[\"shallow\"]",
-                             "--param", "latent_dims=[4]", "--param", "epochs=1",
-                             "--param", "train_subset=5000", "--param", "probe=false",
-                             "--param", f"data_dir={tmp_path / 'data'}",
-                             "--param", f"artifacts_dir={tmp_path / 'artifacts'}"], env,
+                             "--param", "latent_dims=[4]", "--param", 'training={"epochs": 1}',
+                             "--param", "data=" + json.dumps({"source": str(mnist_mirror),
+                                                              "train_subset": 5000}),
+                             "--param", "probe=false", "--param", f"paths={paths}"], env,
                             timeout=660)
             ran = client.run(lambda dask_worker: dask_worker.state.transition_counter)
         assert sum(ran.values()) > 0  # the trials ran on the cluster, not in the flow process
@@ -117,7 +118,8 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         assert "mnist-sweep-summary" in {a["key"] for a in api(url, "/artifacts/filter", {})}
 
         smoke = api(url, "/deployments/name/mnist-autoencoder/smoke")
-        assert smoke["parameters"]["source"] == str(mnist_mirror)  # filled in at deploy time
+        assert smoke["parameters"]["data"]["source"] == str(mnist_mirror)  # filled in at deploy
+        assert smoke["parameters"]["training"] == {"epochs": 2}
         assert str(PROJECT) in json.dumps(smoke["pull_steps"])
     finally:
         for proc in (worker, server):

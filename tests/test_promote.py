@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mnist_autoencoder import registry as rg
-from mnist_autoencoder.inference import MODEL_FILES
+from mnist_autoencoder.paths import MODEL_FILES
 
 
 def fake_model(directory, tag):

@@ -1,0 +1,20 @@
+"""The data stages every flow starts with: download -> preprocess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.summary import StageRun, run_stage
+from mnist_autoencoder.params import DataConfig, PathsConfig
+from tasks.download import download
+from tasks.preprocess import preprocess
+
+
+def run_data_stages(data: DataConfig, paths: PathsConfig,
+                    stages: list[StageRun]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the (raw, splits) descriptions of ``data``; ``paths`` must be resolved."""
+    raw = run_stage(download, stages, dataset=data.dataset, source=data.source,
+                    data_dir=paths.data_dir)
+    splits = run_stage(preprocess, stages, raw=raw, dataset=data.dataset, val_size=data.val_size,
+                       seed=data.seed, train_subset=data.train_subset, data_dir=paths.data_dir)
+    return raw, splits
