@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ USE_SERVER = if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(no
 
 run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
 	$(USE_SERVER); $(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+score: venv        ## score images with the champion (INPUT=dir|URL|file.parquet|file.npy, ARGS=)
+	@test -n "$(INPUT)" || { echo "make score: give INPUT=<directory, URL or file of images>" >&2; exit 2; }
+	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.score --input $(INPUT) $(ARGS)
 
 sweep: venv        ## compare variants x code sizes (ARGS="--latent-dims 8,32 ...", DASK=)
 	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)

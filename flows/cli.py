@@ -94,8 +94,10 @@ def build_parser(flow, prog: str | None = None) -> argparse.ArgumentParser:
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, annotation, default, help_text in options(flow):
         flags = dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"])
-        parser.add_argument(*flags, dest=name, type=_converter(annotation), default=default,
-                            help=help_text, metavar=name.upper())
+        required = default is inspect.Parameter.empty
+        parser.add_argument(*flags, dest=name, type=_converter(annotation), required=required,
+                            default=None if required else default, help=help_text,
+                            metavar=name.upper())
     return parser
 
 

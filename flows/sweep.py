@@ -19,38 +19,19 @@ comma-separated (``--latent-dims 2,4,8,16``).
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.data import run_data_stages
+from flows.runners import task_runner
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_sweep
 from mnist_autoencoder.trial import REFERENCE, VARIANTS
 from tasks.sweep_report import sweep_report
 from tasks.trial import trial
-
-DASK_ADDRESS_ENV = "MNIST_AE_DASK_ADDRESS"
-WORKERS_ENV = "MNIST_AE_SWEEP_WORKERS"
-
-
-def task_runner():
-    """The Dask cluster named by ``MNIST_AE_DASK_ADDRESS``, else a thread pool."""
-    address = os.environ.get(DASK_ADDRESS_ENV, "").strip()
-    if address:
-        if "{{" in address or not re.fullmatch(r"([a-z]+://)?[\w.\-\[\]:]+:\d+/?", address):
-            raise ValueError(f"{DASK_ADDRESS_ENV}={address!r} is not a Dask scheduler address; "
-                             "give one like tcp://scheduler:8786, or leave it empty to run "
-                             "trials on a thread pool here")
-        from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=address)
-    return ThreadPoolTaskRunner(max_workers=int(os.environ.get(WORKERS_ENV) or os.cpu_count()))
 
 
 class SweepError(RuntimeError):

@@ -93,3 +93,25 @@ def analyze_representation(train: Split, test: Split, train_codes: np.ndarray,
             "best_x": test.x[best], "best_reconstruction": decode(test_codes[best])},
     }
     return outputs, summary
+
+
+def anomaly_table(score: Callable[[np.ndarray], np.ndarray], threshold: float,
+                  x_test: np.ndarray, seed: int) -> pd.DataFrame:
+    """How the model's anomaly score separates corrupted test digits from clean ones.
+
+    One row per MNIST-C-style corruption of the test split: AUROC against the
+    clean test images, and the share flagged at ``threshold``; first a row with
+    the clean test split's own flagged share (the false alarms).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from mnist_autoencoder.corruptions import CORRUPTIONS, MILD, corrupt
+
+    normal = score(x_test)
+    rows = [("test split, clean", "", float("nan"), float(np.mean(normal > threshold)))]
+    truth = np.r_[np.zeros(len(normal)), np.ones(len(normal))]
+    for name in CORRUPTIONS:
+        scores = score(corrupt(x_test, name, seed))
+        rows.append((name, "mild" if name in MILD else "", roc_auc_score(truth, np.r_[
+            normal, scores]), float(np.mean(scores > threshold))))
+    return pd.DataFrame(rows, columns=["images", "kind", "AUROC", "flagged"])

@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_PACKAGES = ("mnist_autoencoder", "tasks", "flows")
@@ -54,16 +55,25 @@ def _is_module(name: str) -> bool:
     return _source(name) is not None
 
 
-def imports_of(name: str) -> set[str]:
+def _nodes(tree: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
+    for node in ast.iter_child_nodes(tree):
+        yield node
+        if into_functions or not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from _nodes(node, into_functions)
+
+
+def imports_of(name: str, into_functions: bool = True) -> set[str]:
     """Every module name that the source of module ``name`` imports, anywhere in it.
 
     ``from package import x`` yields both ``package`` and ``package.x``: ``x`` may be
-    a module. Callers keep the names that are modules.
+    a module. Callers keep the names that are modules. With ``into_functions``
+    false, only what importing the module runs (a package's lazy ``__getattr__``
+    imports only when asked).
     """
     path = module_path(name)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+    for node in _nodes(ast.parse(path.read_bytes(), filename=str(path)), into_functions):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -85,23 +95,24 @@ def reachable(roots: tuple[str, ...],
     """(project modules reachable from ``roots``, top-level names of the others they import).
 
     The roots themselves count as project modules, and so does each module's
-    parent package, whose ``__init__`` runs first.
+    parent package, whose ``__init__`` runs first (only its top-level imports are
+    followed: those inside its functions run when called, not on import).
     """
     seen: set[str] = set()
     external: set[str] = set()
-    todo = list(roots)
+    todo = [(name, True) for name in roots]
     while todo:
-        name = todo.pop()
+        name, whole = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         parents = [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]
-        todo += [p for p in parents if p not in seen]
-        for imported in imports_of(name):
+        todo += [(p, False) for p in parents if p not in seen]
+        for imported in imports_of(name, into_functions=whole):
             if not _is_project(imported, project):
                 external.add(imported.split(".")[0])  # never imported: find_spec would
             elif _is_module(imported):
-                todo.append(imported)
+                todo.append((imported, True))
     return sorted(seen), external - set(sys.stdlib_module_names)
 
 

@@ -152,7 +152,9 @@ def plot_gallery(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.nd
                 ax.set_yticks([])
                 if col < len(images):
                     ax.imshow(images[col].reshape(side, side), cmap="gray", vmin=0, vmax=1)
-            axes[2 * g, col].set_title(f"{int(labels[col])}: {errors[col]:.3f}", fontsize=8)
+            if col < len(originals):
+                label = "?" if labels[col] < 0 else str(int(labels[col]))  # -1: unknown
+                axes[2 * g, col].set_title(f"{label}: {errors[col]:.3f}", fontsize=8)
         axes[2 * g, 0].set_ylabel(f"{title}\noriginal", fontsize=8)
         axes[2 * g + 1, 0].set_ylabel("reconstruction", fontsize=8)
     fig.tight_layout()
@@ -181,5 +183,29 @@ def plot_rate_distortion(summary: pd.DataFrame, reference: str = "pca") -> Figur
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(title="variant")
     fig.suptitle("Rate-distortion: reconstruction error against code size")
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histogram(edges: np.ndarray, counts: np.ndarray, reference: np.ndarray,
+                         threshold: float, score: str) -> Figure:
+    """Scores of the scored images against the validation split's, with the flagging threshold.
+
+    ``counts`` has one more bin at each end (below and above ``edges``), as
+    ``np.searchsorted`` fills them; ``reference`` holds evenly spaced quantiles of
+    the validation scores, which histogram to the validation distribution.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4))
+    widths = np.diff(edges)
+    inner = counts[1:-1] / max(counts.sum(), 1) / widths
+    ax.bar(edges[:-1], inner, width=widths, align="edge", alpha=0.6, label="scored images")
+    ref, _ = np.histogram(reference, bins=edges)
+    ax.step(edges[:-1], ref / max(len(reference), 1) / widths, where="post", color="black",
+            label="validation split (reference)")
+    ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:.3g}")
+    beyond = counts[-1] / max(counts.sum(), 1)
+    ax.set(xlabel=f"anomaly score ({score})", ylabel="density",
+           title=f"Anomaly scores ({beyond:.1%} of images beyond the axis)")
+    ax.legend()
     fig.tight_layout()
     return fig

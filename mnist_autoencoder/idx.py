@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -64,3 +66,40 @@ def load_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.nda
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
     return images, labels
+
+
+def open_idx(path: Path) -> BinaryIO:
+    """Open an IDX file for reading, gzip-compressed (``.gz``) or not."""
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
+def read_header(handle: BinaryIO, name: str) -> tuple[int, ...]:
+    """Read and check an IDX header from ``handle``; return the shape it declares."""
+    try:
+        magic = handle.read(4)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IdxFormatError(f"{name}: not a readable IDX file ({exc})") from exc
+    if len(magic) < 4 or magic[0] or magic[1] or magic[2] != UBYTE or magic[3] == 0:
+        raise IdxFormatError(f"{name}: bad magic number 0x{magic.hex()} (expected 0x000008NN: "
+                             "unsigned-byte IDX with NN dimensions)")
+    dims = handle.read(4 * magic[3])
+    if len(dims) < 4 * magic[3]:
+        raise IdxFormatError(f"{name}: header for {magic[3]} dimensions is truncated")
+    return tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+
+
+def iter_idx(path: Path, chunk: int) -> Iterator[np.ndarray]:
+    """Yield the records of an IDX file ``chunk`` at a time, without reading it whole."""
+    with open_idx(path) as handle:
+        shape = read_header(handle, str(path))
+        record = int(np.prod(shape[1:], dtype=np.int64))
+        for start in range(0, shape[0], chunk):
+            count = min(chunk, shape[0] - start)
+            try:
+                data = handle.read(count * record)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise IdxFormatError(f"{path}: not a complete IDX file ({exc})") from exc
+            if len(data) != count * record:
+                raise IdxFormatError(f"{path}: header says {shape[0]} records but the file "
+                                     f"ends after {start + len(data) // max(record, 1)}")
+            yield np.frombuffer(data, np.uint8).reshape(count, *shape[1:])

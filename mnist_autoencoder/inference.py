@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ def model_outputs(autoencoder, encoder, decoder) -> dict[str, Any]:
 
 
 def load_model(model_dir: str | Path, name: str):
+    # Level 3 hides TensorFlow's C++ start-up notices (as mnist_autoencoder.model does);
+    # set TF_CPP_MIN_LOG_LEVEL yourself to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     return keras.models.load_model(Path(model_dir) / name)

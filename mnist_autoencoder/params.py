@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -140,3 +141,19 @@ def validate_sweep(data: DataConfig, training: TrainingConfig, paths: PathsConfi
                   "give one or more distinct non-negative integers")
     validate_training(training)
     validate_paths(paths)
+
+
+def validate_score(input: str, dataset: str, model: str, fpr: float,
+                   paths: PathsConfig) -> None:
+    """Raise for the first parameter of the scoring flow that cannot work (no model included)."""
+    from mnist_autoencoder.registry import scoring_model_dir
+
+    require(bool(input), "input", input, "give a directory or URL of IDX files, a directory "
+            "of PNGs, a .parquet or a .npy file")
+    if not input.startswith(("http://", "https://")):
+        require(Path(input).expanduser().exists(), "input", input, "no such file or directory")
+    catalog = datasets()
+    require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
+    require(0 < fpr < 0.5, "fpr", fpr, "the share of normal images to flag: in (0, 0.5)")
+    validate_paths(paths)
+    scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, model)

@@ -17,6 +17,7 @@ CACHE_DIR_ENV = "MNIST_AE_CACHE_DIR"
 # The files of a trained model's directory (a training run's, a trial's, a champion's).
 MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
 HISTORY_FILE = "history.csv"
+CALIBRATION_FILE = "calibration.json"  # the anomaly score's statistics and thresholds
 
 
 def cache_dir() -> Path:

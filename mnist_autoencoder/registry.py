@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from mnist_autoencoder.paths import MODEL_FILES
+from mnist_autoencoder.paths import CALIBRATION_FILE, MODEL_FILES
 from mnist_autoencoder.storage import (
     atomic_dir,
     atomic_path,
@@ -58,6 +58,13 @@ def champion_dir(models_dir: Path, dataset: str) -> Path:
 def model_files(model_dir: Path) -> dict[str, str]:
     """SHA-256 of each model file in ``model_dir``."""
     return {name: sha256_file(Path(model_dir) / name) for name in MODEL_FILES}
+
+
+def champion_files(model_dir: Path) -> dict[str, str]:
+    """SHA-256 of what a champion carries: the model files and, when present, its calibration."""
+    calibration = Path(model_dir) / CALIBRATION_FILE
+    return model_files(model_dir) | (
+        {CALIBRATION_FILE: sha256_file(calibration)} if calibration.is_file() else {})
 
 
 def model_sha256(files: dict[str, str]) -> str:
@@ -164,7 +171,7 @@ def append_registry(models_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
 def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> None:
     """Copy a model's files to ``target`` with ``champion.json``, as one atomic directory swap."""
     with atomic_dir(target) as tmp:
-        for name in MODEL_FILES:
+        for name in champion_files(model_dir):
             shutil.copy2(Path(model_dir) / name, tmp / name)
         write_json_atomic(tmp / CHAMPION_INFO, info)
 
@@ -197,7 +204,7 @@ def repair_champion(models_dir: Path, dataset: str) -> str | None:
         if holds_model(source, expected["model_sha256"]):
             info = {k: expected[k] for k in ("run_id", "dataset", "test_bce", "model_sha256",
                                              "model_path")}
-            install_champion(source, directory, info | {"files": model_files(source),
+            install_champion(source, directory, info | {"files": champion_files(source),
                                                         "promoted_at": _now()})
             reason = f"{problems[0]}; reinstated run {expected['run_id']} from {source}"
             append_registry(models_dir, {**_identity(expected), "time": _now(),
@@ -231,8 +238,8 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
         champion = read_champion(directory)
         champion_bce = score_champion(directory) if champion else None
         promoted, reason = decide(challenger["test_bce"], champion_bce, tolerance)
-        files = model_files(Path(challenger["model_dir"]))
-        sha = model_sha256(files)
+        files = champion_files(Path(challenger["model_dir"]))
+        sha = model_sha256(model_files(Path(challenger["model_dir"])))
         now = _now()
         row = {**run, "dataset": dataset, "time": now,
                "event": "promoted" if promoted else "kept out",
@@ -251,3 +258,34 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
     return {"promoted": promoted, "reason": reason, "champion_dir": str(directory),
             "champion_test_bce": champion_bce, "challenger_test_bce": challenger["test_bce"],
             "repaired": repaired}
+
+
+def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -> Path:
+    """The folder of the model to score with: the dataset's champion, or a registered run's.
+
+    Raises ``RegistryError`` saying what to do when there is none, or it is not intact.
+    """
+    models_dir = Path(models_dir)
+    check_layout(models_dir)
+    if model == "champion":
+        if registered_champion(models_dir, dataset) is None:
+            raise RegistryError(
+                f"no champion for dataset {dataset} yet: train one with "
+                f"`python -m flows.autoencoder --dataset {dataset}` (make run)")
+        problems = champion_problems(models_dir, dataset)
+        if problems:
+            raise RegistryError(f"the {dataset} champion is not intact ({problems[0]}): "
+                                "the next training run reinstates it (make run)")
+        return champion_dir(models_dir, dataset)
+    table = read_registry(models_dir)
+    rows = (table[(table["run_id"] == model) & (table["dataset"] == dataset)]
+            if {"run_id", "dataset"} <= set(table) else table)
+    for row in rows.iloc[::-1].to_dict("records"):
+        for source in (_store_dir(models_dir, dataset, str(row.get("model_sha256"))),
+                       Path(str(row.get("model_path")))):
+            if holds_model(source, row.get("model_sha256")):
+                return source
+    known = list(dict.fromkeys(table["run_id"].iloc[::-1]))[:5] if "run_id" in table else []
+    raise RegistryError(f"no stored model with run id {model!r} for dataset {dataset} in "
+                        f"{models_dir / REGISTRY}; use 'champion' or a run id from it"
+                        + (f" (latest: {', '.join(map(str, known))})" if known else ""))

@@ -7,10 +7,11 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.analysis import analyze_representation
+from mnist_autoencoder.analysis import analyze_representation, anomaly_table
 from mnist_autoencoder.evaluation import TEST_ERRORS
 from mnist_autoencoder.inference import apply_in_chunks, encode, load_model
 from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.scoring import DEFAULT_FPR, load_scorer
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read, read_splits
 
@@ -27,5 +28,9 @@ def analyze(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
         data["train"], data["test"], encode(trained["dir"], data["train"].x),
         read(evaluation, TEST_ERRORS), lambda codes: apply_in_chunks(decoder, codes),
         baselines["summary"], seed, log=io.log)
+    scorer = load_scorer(trained["dir"])
+    threshold = scorer.calibration.threshold(DEFAULT_FPR)
+    io.log("Anomaly score on corrupted test digits")
+    outputs["anomaly.csv"] = anomaly_table(scorer.score, threshold, data["test"].x, seed)
     io.log(f"Representation summary: {json.dumps(summary)}")
     return io.write(outputs, summary=summary)

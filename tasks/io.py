@@ -8,7 +8,8 @@ hash}`` description that downstream stages and the cache keys use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from prefect.artifacts import create_link_artifact
 
 from mnist_autoencoder.paths import checkpoint_path
 from mnist_autoencoder.splits import Split, load_splits
-from mnist_autoencoder.storage import read_value, require_valid, write_outputs
+from mnist_autoencoder.storage import (
+    atomic_dir,
+    describe_outputs,
+    read_value,
+    require_valid,
+    write_outputs,
+    write_value,
+)
 from tasks.caching import current_cache_key
 
 
@@ -46,6 +54,26 @@ class StageIO:
         description = write_outputs(self.dir, outputs)
         self.checkpoint.unlink(missing_ok=True)
         return description | extra
+
+    @contextmanager
+    def streaming(self) -> Iterator[Path]:
+        """For outputs too large to hold: yield a temporary directory to fill (``put``).
+
+        It becomes the output directory only when the block completes; ``describe``
+        then returns its description.
+        """
+        with atomic_dir(self.dir) as tmp:
+            yield tmp
+
+    @staticmethod
+    def put(directory: Path, outputs: Mapping[str, Any]) -> None:
+        """Write ``{file name: value}`` into ``streaming``'s directory."""
+        for name, value in outputs.items():
+            write_value(directory / name, value)
+
+    def describe(self, **extra: Any) -> dict[str, Any]:
+        """The description of what ``streaming`` wrote, plus ``extra`` values."""
+        return describe_outputs(self.dir, sorted(p.name for p in self.dir.iterdir())) | extra
 
     def publish(self, key: str, name: str, description: str) -> Path:
         """Publish one written file as a Prefect link artifact (the UI opens it offline)."""

@@ -26,7 +26,8 @@ def report(raw: dict[str, Any], splits: dict[str, Any], trained: dict[str, Any],
                           ("analysis.json", "views.npz", "unit_stats.csv")})
     summary, metrics = analysis["summary"], evaluation["metrics"]
     sections = build_sections(metrics, read(evaluation, "loss_by_digit.csv"), trained, splits,
-                              raw, summary, decision, trained["code_version"])
+                              raw, summary, decision, trained["code_version"],
+                              read(analysis, "anomaly.csv"))
     result = io.write(report_files(sections, drawn))
     create_markdown_artifact(key="mnist-autoencoder-summary",
                              markdown=summary_markdown(metrics, summary, decision, result["dir"]),

@@ -12,7 +12,8 @@ import pandas as pd
 from prefect import task
 
 from mnist_autoencoder.codeversion import code_version
-from mnist_autoencoder.paths import HISTORY_FILE, stage_root
+from mnist_autoencoder.paths import CALIBRATION_FILE, HISTORY_FILE, stage_root
+from mnist_autoencoder.scoring import DEFAULT_FPR, calibrate, make_error_function
 from mnist_autoencoder.training import train_model
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
@@ -33,6 +34,10 @@ def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: in
               "learning_rate": learning_rate, "patience": patience, "seed": seed}
     fitted = train_model("shallow", data["train"].x, data["val"].x, checkpoint=io.checkpoint,
                          log=io.log, **config)
-    return io.write(fitted.models | {HISTORY_FILE: pd.DataFrame(fitted.history)},
+    calibration = calibrate(make_error_function(fitted.encoder, fitted.decoder), data["val"].x)
+    io.log(f"Anomaly score {calibration.score}: threshold "
+           f"{calibration.threshold(DEFAULT_FPR):.4g} flags {DEFAULT_FPR:.0%} of validation images")
+    return io.write(fitted.models | {HISTORY_FILE: pd.DataFrame(fitted.history),
+                                     CALIBRATION_FILE: calibration.to_json()},
                     **fitted.summary(epochs), config=config,
                     code_version=code_version((__name__,))[:16])

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import distributed
+import pandas as pd
 import pytest
 
 from ops.local_prefect import (
@@ -70,6 +71,15 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         keys = {a["key"] for a in api(url, "/artifacts/filter", {})}
         assert {"mnist-autoencoder-report", "mnist-autoencoder-metrics",
                 "champion-decision"} <= keys
+
+        # the champion at work: the score deployment on the real MNIST test files
+        scored = prefect(["deployment", "run", "mnist-score/score", "--watch",
+                          "--watch-timeout", "300", "--param", f"input={mnist_mirror}",
+                          "--param", f"paths={paths}"], env, timeout=360)
+        assert "Completed" in scored
+        (table,) = artifacts.glob("score/*/scores.parquet")
+        assert pd.read_parquet(table, columns=["score"]).shape == (70_000, 1)
+        assert "mnist-score-summary" in {a["key"] for a in api(url, "/artifacts/filter", {})}
 
         retrain = api(url, "/deployments/name/mnist-autoencoder/scheduled-retrain")
         (schedule,) = retrain["schedules"]

@@ -113,4 +113,5 @@ def test_two_identical_runs_at_once_both_complete_and_compute_each_stage_once(
     assert not [p for p in artifacts.rglob("*") if p.name.endswith((".tmp", ".old"))]
     models = Path(again["outputs"]["train"])
     assert sorted(p.name for p in models.iterdir()) == [
-        "autoencoder.keras", "decoder.keras", "encoder.keras", "history.csv"]
+        "autoencoder.keras", "calibration.json", "decoder.keras", "encoder.keras",
+        "history.csv"]

@@ -77,7 +77,7 @@ def test_markdown_has_every_section_and_figure():
                    "Loss per digit", "Exploratory", "| latent_dim | 32 |", "| a.gz | abc |",
                    "| 0 | 10 | 0.0900 | 0.0100 |", "Not promoted: challenger test BCE",
                    "| PCA | 0.0168 | 0.1200 |", "| raw pixels | 0.9200 |", "2 unit(s) never fire",
-                   "| code version | c0de |", *[f"({key}.png)" for key in FIGURES]]:
+                   "| code version (train stage) | c0de |", *[f"({key}.png)" for key in FIGURES]]:
         assert needle in text, needle
 
 

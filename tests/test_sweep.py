@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from flows.cli import group_params
-from flows.sweep import DASK_ADDRESS_ENV, mnist_sweep
+from flows.runners import DASK_ADDRESS_ENV
+from flows.sweep import mnist_sweep
 from tests import synthetic
 from tests.flowrun import PROJECT, cli_command, cli_env
 

@@ -1,0 +1,114 @@
+"""score: a trained model scores new images, streamed in chunks (``mnist_autoencoder.batch``).
+
+``score`` is cached on the model's content, the input's content and the rate:
+the same input with the same champion is a cached no-op; a new champion rescores.
+On a Dask cluster the input is cut into shards, each a ``score`` task on a
+worker, and ``merge`` joins their tables and summaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from mnist_autoencoder.batch import Summary, new_summary, score_chunks
+from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.paths import models_dir, stage_root
+from mnist_autoencoder.registry import champion_files, scoring_model_dir
+from mnist_autoencoder.score_report import summary_files
+from mnist_autoencoder.scoring import load_scorer
+from mnist_autoencoder.storage import describe_outputs
+from tasks.caching import stage_task_options
+from tasks.io import StageIO, read
+
+SCORES_FILE = "scores.parquet"
+
+
+@task(name="model", cache_policy=NO_CACHE)
+def resolve_model(dataset: str, model: str, artifacts_dir: str) -> dict[str, Any]:
+    """The model's folder as it is now, described (so a new champion changes the key)."""
+    directory = scoring_model_dir(models_dir(artifacts_dir), dataset, model)
+    return describe_outputs(directory, list(champion_files(directory)))
+
+
+@task(name="input", cache_policy=NO_CACHE)
+def inspect_input(location: str, data_dir: str) -> dict[str, Any]:
+    """Find the input's files (downloading a URL once) and hash their content."""
+    download_dir = (Path(data_dir) / "inputs" /
+                    hashlib.sha256(location.encode()).hexdigest()[:16])
+    found = open_input(location, download_dir=download_dir)
+    local = str(download_dir) if location.startswith(("http://", "https://")) else location
+    return {"location": local, "kind": found.kind, "fingerprint": found.fingerprint()}
+
+
+@task(**stage_task_options("score", ignore=("location",)),
+      task_run_name="score-shard{shard}-of-{shards}")
+def score(model: dict[str, Any], location: str, fingerprint: str, fpr: float,
+          artifacts_dir: str, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+    """Score every image of the input (of one shard of it); write ``scores.parquet``.
+
+    A whole input also gets its summary; a shard gets ``summary.npz`` for ``merge``.
+    """
+    io = StageIO(stage_root(artifacts_dir, "score"), model)
+    scorer = load_scorer(model["dir"])
+    summary = new_summary(scorer, fpr)
+    chunks = open_input(location).iter_chunks(shard=shard, shards=shards)
+    with io.streaming() as tmp:
+        _write_tables(tmp / SCORES_FILE, score_chunks(scorer, chunks, summary))
+        io.put(tmp, _summary_outputs(scorer, summary, model, location) if shards == 1
+               else {"summary.npz": summary.to_arrays()})
+    if shards > 1:
+        return io.describe(count=summary.count)
+    return _published(io, io.describe(summary=summary.as_json()), fpr)
+
+
+@task(**stage_task_options("score_merge", ignore=("location",)))
+def merge(parts: list[dict[str, Any]], model: dict[str, Any], location: str,
+          fpr: float, artifacts_dir: str) -> dict[str, Any]:
+    """One ``scores.parquet`` and one summary from the shards' outputs."""
+    io = StageIO(stage_root(artifacts_dir, "score"), model, *parts)
+    summaries = [Summary.from_arrays(read(part, "summary.npz")) for part in parts]
+    summary = reduce(Summary.merge, summaries)
+    tables = (batch for part in parts if SCORES_FILE in part["files"]
+              for batch in pq.ParquetFile(Path(part["dir"]) / SCORES_FILE).iter_batches())
+    with io.streaming() as tmp:
+        _write_tables(tmp / SCORES_FILE, (pa.Table.from_batches([b]) for b in tables))
+        io.put(tmp, _summary_outputs(load_scorer(model["dir"]), summary, model, location))
+    return _published(io, io.describe(summary=summary.as_json()), fpr)
+
+
+def _write_tables(path: Path, tables) -> None:
+    """Append every table to one Parquet file; none (an empty shard): no file."""
+    writer = None
+    for table in tables:
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+
+
+def _summary_outputs(scorer, summary: Summary, model: dict[str, Any],
+                     location: str) -> dict[str, Any]:
+    return summary_files(summary, scorer.calibration.score,
+                         np.asarray(scorer.calibration.quantiles),
+                         scorer.reconstruct(summary.top_x), model, location)
+
+
+def _published(io: StageIO, result: dict[str, Any], fpr: float) -> dict[str, Any]:
+    counts = result["summary"]
+    create_markdown_artifact(
+        key="mnist-score-summary", description="Anomaly scores of a batch of images",
+        markdown=f"**{counts['count']} images scored, {counts['flagged']} flagged "
+                 f"({counts['flagged_share']:.2%}; expected {fpr:.2%} on data like the "
+                 f"training data).** Scores: `{Path(result['dir']) / SCORES_FILE}`")
+    io.publish("mnist-score-report", "summary.html", "Scoring summary (opens offline)")
+    return result
