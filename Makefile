@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run score sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score ingest simulate sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
 score: venv        ## score images with the champion (INPUT=dir|URL|file.parquet|file.npy, ARGS=)
 	@test -n "$(INPUT)" || { echo "make score: give INPUT=<directory, URL or file of images>" >&2; exit 2; }
 	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.score --input $(INPUT) $(ARGS)
+
+ingest: venv       ## add a batch of labelled images as a new snapshot (BATCH=dir|URL|file.parquet)
+	@test -n "$(BATCH)" || { echo "make ingest: give BATCH=<IDX pair, Parquet file or PNG folders>" >&2; exit 2; }
+	$(USE_SERVER); $(PY) -m flows.ingest --batch $(BATCH) $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+simulate: venv     ## cut MNIST into a base and batches (data/simulate), ingest them one by one
+	$(PY) -m ops.simulate $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 sweep: venv        ## compare variants x code sizes (ARGS="--latent-dims 8,32 ...", DASK=)
 	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
@@ -60,8 +67,11 @@ deploy: pool       ## register every deployment of prefect.yaml; SOURCE= is thei
 worker: pool       ## start a worker for the pool in the background
 	$(PY) -m ops.local_prefect worker --port $(PORT)
 
-deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retrain|sweep), watch it
-	$(PREFECT) deployment run '$(if $(filter sweep,$(DEPLOYMENT)),mnist-sweep,mnist-autoencoder)/$(DEPLOYMENT)' \
+FLOW_sweep  := mnist-sweep
+FLOW_score  := mnist-score
+FLOW_ingest := mnist-ingest
+deployment-run:    ## run a deployment (DEPLOYMENT=default|smoke|scheduled-retrain|score|ingest|sweep), watch it
+	$(PREFECT) deployment run '$(or $(FLOW_$(DEPLOYMENT)),mnist-autoencoder)/$(DEPLOYMENT)' \
 	  --watch --watch-timeout 3600 $(ARGS)
 
 stop:              ## stop the worker and the server

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from mnist_autoencoder.params import ParameterError
 from mnist_autoencoder.registry import RegistryError
+from mnist_autoencoder.snapshots import SnapshotError
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -141,7 +142,7 @@ def main(flow, validate: Callable[..., None], argv: Sequence[str] | None = None,
         validate(**params)
     except ValidationError as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {_one_line(exc)}\n")
-    except (ParameterError, RegistryError) as exc:
+    except (ParameterError, RegistryError, SnapshotError) as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {exc}\n")
     try:
         result = flow(**params)

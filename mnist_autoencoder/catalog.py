@@ -1,11 +1,12 @@
 """The dataset catalog: which IDX datasets exist, where to get them, what they must hash to.
 
 Datasets are data, not code: the built-in entries are MNIST and Fashion-MNIST,
-and more can be declared in a JSON file named by ``MNIST_AE_CATALOG`` (the tests
-pin their synthetic datasets that way; a user can add any IDX dataset of 28x28
-images). Every file is pinned by the SHA-256 of its decompressed payload, so a
-mirror that recompressed the files (Debian's Fashion-MNIST) passes and a
-corrupted or tampered one fails.
+and more can be declared in a JSON file, ``data/catalog.json`` or the one named
+by ``MNIST_AE_CATALOG`` (``make simulate`` declares its cut of MNIST there, the
+tests their synthetic datasets; a user can add any IDX dataset of 28x28 images).
+Every file is pinned by the SHA-256 of its decompressed payload, so a mirror
+that recompressed the files (Debian's Fashion-MNIST) passes and a corrupted or
+tampered one fails.
 """
 
 from __future__ import annotations
@@ -85,16 +86,20 @@ class UnknownDataset(KeyError):
     """A dataset name that neither the built-in catalog nor ``MNIST_AE_CATALOG`` declares."""
 
 
-def catalog_file() -> Path | None:
+def catalog_file() -> Path:
+    """``MNIST_AE_CATALOG``, else ``data/catalog.json`` in the project (``make simulate``
+    declares its dataset there)."""
+    from mnist_autoencoder.paths import PROJECT_ROOT
+
     value = os.environ.get(CATALOG_ENV, "").strip()
-    return Path(value) if value else None
+    return Path(value) if value else PROJECT_ROOT / "data" / "catalog.json"
 
 
 def datasets() -> MappingProxyType:
     """Every declared dataset: the built-in ones, then those of ``MNIST_AE_CATALOG``."""
     path = catalog_file()
     extra = {}
-    if path is not None and path.is_file():
+    if path.is_file():
         extra = {name: DatasetSpec.from_json(value)
                  for name, value in json.loads(path.read_text()).items()}
     return MappingProxyType({**BUILT_IN, **extra})
@@ -109,10 +114,8 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def declare(name: str, spec: DatasetSpec, path: Path | None = None) -> None:
-    """Add (or replace) ``name`` in the catalog file (``MNIST_AE_CATALOG`` by default)."""
+    """Add (or replace) ``name`` in the catalog file (``catalog_file()`` by default)."""
     path = path or catalog_file()
-    if path is None:
-        raise RuntimeError(f"set {CATALOG_ENV} to a JSON file to declare datasets in")
     entries = json.loads(path.read_text()) if path.is_file() else {}
     entries[name] = asdict(spec)
     write_json_atomic(path, entries)

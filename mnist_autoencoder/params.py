@@ -45,6 +45,8 @@ class DataConfig(_Group):
     seed: int = Field(0, description="seeds the train/validation split (in the pipeline also the "
                       "weight initialisation and the batch order)")
     cache_format: str = Field("npz", description="which cached split file is read: npz or parquet")
+    snapshot: str = Field("latest", description="which snapshot of the dataset: latest, or an id "
+                          "that `python -m flows.ingest` printed (reproduces that data)")
 
 
 class TrainingConfig(_Group):
@@ -74,14 +76,20 @@ def require(condition: bool, name: str, value: Any, allowed: str) -> None:
         raise ParameterError(f"Invalid parameter {name}={value!r}: {allowed}.")
 
 
-def validate_data(data: DataConfig) -> None:
+def validate_source(dataset: str, source: str | None) -> None:
+    """The dataset is in the catalog and its source, if local, is a directory."""
     catalog = datasets()
-    require(data.dataset in catalog, "dataset", data.dataset, f"choose one of {sorted(catalog)}")
-    if data.source and not data.source.startswith(("http://", "https://")):
-        directory = local_source_dir(data.source)
-        require(directory.is_dir(), "source", data.source,
+    require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
+    if source and not source.startswith(("http://", "https://")):
+        directory = local_source_dir(source)
+        require(directory.is_dir(), "source", source,
                 f"{directory} is not a directory; give a directory or file:// URL holding "
                 "the four .gz IDX files, an http(s) base URL, or nothing for the public mirrors")
+
+
+def validate_data(data: DataConfig) -> None:
+    validate_source(data.dataset, data.source)
+    catalog = datasets()
     require(data.cache_format in FORMATS, "cache_format", data.cache_format,
             f"choose one of {list(FORMATS)}")
     train_size = catalog[data.dataset].train_size
@@ -118,6 +126,9 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
             "must be in [0, 1)")
     validate_paths(paths)
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
+    from mnist_autoencoder.snapshots import resolve
+
+    resolve(resolve_dir(paths.data_dir), data.dataset, data.snapshot)  # exists, batches intact
 
 
 def validate_grid(name: str, values: Iterable[Any], valid: Callable[[Any], bool],
@@ -157,3 +168,13 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
     require(0 < fpr < 0.5, "fpr", fpr, "the share of normal images to flag: in (0, 0.5)")
     validate_paths(paths)
     scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, model)
+
+
+def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> None:
+    """Raise for the first parameter of the ingest flow that cannot work."""
+    validate_source(dataset, source)
+    require(bool(batch), "batch", batch, "give a directory or URL of IDX files, a .parquet "
+            "file or a folder of PNGs in <digit>/ subfolders")
+    if not batch.startswith(("http://", "https://")):
+        require(Path(batch).expanduser().exists(), "batch", batch, "no such file or directory")
+    validate_paths(paths)

@@ -33,22 +33,43 @@ def split_train_val(n_samples: int, val_size: int, seed: int) -> tuple[np.ndarra
 
 
 def build_splits(train_images, train_labels, test_images, test_labels,
-                 val_size: int, seed: int, train_subset: int = 0) -> dict[str, Split]:
+                 val_size: int, seed: int, train_subset: int = 0,
+                 added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> dict[str, Split]:
     """Split, normalise and flatten; ``train_subset`` > 0 keeps only that many training images.
 
     The subset is drawn from the training split only (validation and test stay
     whole), with the same seed, so a smoke run is scored on the real test set.
+    ``added`` holds a snapshot's ingested (images, labels, split names): they join
+    train and val as their names say, and the rest form the 'recent' split. Their
+    ``index`` continues after the base files' (train, then test) positions.
     """
     train_idx, val_idx = split_train_val(len(train_images), val_size, seed)
+    recent_idx = np.empty(0, np.int32)
+    position = np.arange(len(train_images), dtype=np.int32)  # in the files: train, then test
+    if added is not None and len(added[0]):
+        images, labels, names = added
+        rows = len(train_images) + np.arange(len(images), dtype=np.int32)
+        position = np.concatenate([position, rows + len(test_images)])
+        train_images = np.concatenate([train_images, images])
+        train_labels = np.concatenate([train_labels, labels])
+        train_idx = np.concatenate([train_idx, rows[names == "train"]])
+        val_idx = np.concatenate([val_idx, rows[names == "val"]])
+        recent_idx = rows[names == "recent"]
     if 0 < train_subset < len(train_idx):
         rng = np.random.default_rng([seed, 1])
         train_idx = np.sort(rng.choice(train_idx, train_subset, replace=False))
     x_train_all, x_test = normalize(train_images), normalize(test_images)
-    return {
-        "train": Split(x_train_all[train_idx], train_labels[train_idx], train_idx),
-        "val": Split(x_train_all[val_idx], train_labels[val_idx], val_idx),
+
+    def split(rows: np.ndarray) -> Split:
+        return Split(x_train_all[rows], train_labels[rows], position[rows])
+
+    splits = {
+        "train": split(train_idx),
+        "val": split(val_idx),
         "test": Split(x_test, test_labels.copy(), np.arange(len(test_images), dtype=np.int32)),
     }
+    return splits | {"recent": split(recent_idx)}  # empty until a snapshot adds batches
 
 
 def npz_arrays(splits: dict[str, Split], metadata: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -74,15 +95,26 @@ def parquet_table(splits: dict[str, Split], metadata: dict[str, Any]) -> pa.Tabl
 
 
 def split_files(raw_dir: Path, files: dict[str, str], val_size: int, seed: int,
-                source_hashes: dict[str, str], train_subset: int = 0) -> dict[str, Any]:
-    """Parse the raw files and split them; return ``{file name: value}`` for both formats."""
+                source_hashes: dict[str, str], train_subset: int = 0,
+                snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parse the raw files (and a snapshot's batches) and split them.
+
+    Returns ``{file name: value}`` for both formats and ``metadata.json``.
+    """
     train_images, train_labels = load_images_and_labels(raw_dir / files["train_images"],
                                                         raw_dir / files["train_labels"])
     test_images, test_labels = load_images_and_labels(raw_dir / files["test_images"],
                                                       raw_dir / files["test_labels"])
+    added = None
+    if snapshot and snapshot["batches"]:
+        from mnist_autoencoder.snapshots import assign_splits, load_batch_files
+
+        images, labels, hashes = load_batch_files([b["path"] for b in snapshot["batches"]])
+        added = (images, labels, assign_splits(hashes, seed, val_size / len(train_images)))
     splits = build_splits(train_images, train_labels, test_images, test_labels, val_size, seed,
-                          train_subset)
+                          train_subset, added)
     metadata = {"source_sha256": source_hashes, "val_size": val_size, "seed": seed,
+                "snapshot": snapshot["id"] if snapshot else None,
                 "train_subset": train_subset,
                 "image_shape": list(train_images.shape[1:]),
                 "counts": {name: len(s.y) for name, s in splits.items()},

@@ -23,11 +23,9 @@ leaves a half-installed champion.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from mnist_autoencoder.paths import CALIBRATION_FILE, MODEL_FILES
 from mnist_autoencoder.storage import (
     atomic_dir,
     atomic_path,
+    locked,
     sha256_file,
     sha256_json,
     write_json_atomic,
@@ -145,18 +144,6 @@ def champion_problems(models_dir: Path, dataset: str) -> list[str]:
         return [f"{directory} holds model {str(info.get('model_sha256'))[:12]}, not "
                 f"{expected['model_sha256'][:12]} that the registry names (replaced by hand?)"]
     return []
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the duration."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def append_registry(models_dir: Path, row: dict[str, Any]) -> pd.DataFrame:

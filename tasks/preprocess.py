@@ -15,13 +15,17 @@ from tasks.io import StageIO
 
 
 @task(**stage_task_options("preprocess"))
-def preprocess(raw: dict[str, Any], dataset: str, val_size: int, seed: int, train_subset: int,
-               data_dir: str) -> dict[str, Any]:
-    """Build the cached splits; return ``{dir, files, hash, counts, n_features}``."""
+def preprocess(raw: dict[str, Any], snapshot: dict[str, Any], dataset: str, val_size: int,
+               seed: int, train_subset: int, data_dir: str) -> dict[str, Any]:
+    """Build the cached splits of a snapshot; return ``{dir, files, hash, counts, snapshot}``.
+
+    Keyed by the snapshot's id and its batches' hashes: a new snapshot reruns it.
+    """
     io = StageIO(processed_dir(Path(data_dir), dataset), raw)
     files = split_files(Path(raw["dir"]), get_dataset(dataset).file_names(), val_size, seed,
-                        raw["files"], train_subset)
+                        raw["files"], train_subset, snapshot)
     metadata = files["metadata.json"]
-    written = io.write(files, counts=metadata["counts"], n_features=metadata["n_features"])
+    written = io.write(files, counts=metadata["counts"], n_features=metadata["n_features"],
+                       snapshot=snapshot["id"])
     io.log(f"Splits {metadata['counts']} written to {io.dir}")
     return written

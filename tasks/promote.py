@@ -39,6 +39,7 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
            "parameters": json.dumps(trained["config"] | {"counts": splits["counts"]},
                                     sort_keys=True),
            "data_sha256": raw["hash"], "splits_sha256": splits["hash"],
+           "snapshot": splits["snapshot"],
            "code_version": trained["code_version"]}
     decision = promote_model(
         {"model_dir": trained["dir"], "test_bce": metrics["test_bce"],

@@ -33,7 +33,9 @@ def cli_env(api_url, cwd=PROJECT):
 
 
 def states(result):
-    return {s["stage"]: "cached" if s["state"] == "Cached" else "ran" for s in result["stages"]}
+    """Ran or cached, per cached stage (not the uncached look-ups: snapshot, model, input)."""
+    return {s["stage"]: "cached" if s["state"] == "Cached" else "ran" for s in result["stages"]
+            if s["stage"] in STAGES + ("score",)}
 
 
 def expect(*ran):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from ops.local_prefect import (
     start_worker,
     stop_process,
 )
+from tests import synthetic
+from tests.test_inputs import write_idx
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +37,32 @@ def prefect(args, env, timeout=300):
     return proc.stdout
 
 
-def api(url, path, body=None):
+def api(url, path, body=None, method=None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data,
+    request = urllib.request.Request(url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def wait_for_run(url, deployment_id, timeout):
+    """The first flow run of a deployment that reaches a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api(url, "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}}})
+        done = [r for r in runs if r["state"] and r["state"]["type"] in FINAL]
+        if done:
+            return done[0]
+        time.sleep(2)
+    raise AssertionError(f"no run of deployment {deployment_id} finished in {timeout} s: {runs}")
+
+
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def _epoch(timestamp) -> float:
+    return pd.Timestamp(timestamp).timestamp()
 
 
 @pytest.mark.integration
@@ -81,8 +104,48 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         assert pd.read_parquet(table, columns=["score"]).shape == (70_000, 1)
         assert "mnist-score-summary" in {a["key"] for a in api(url, "/artifacts/filter", {})}
 
+        # Data that grows: an ingested batch's event makes scheduled-retrain run by itself.
         retrain = api(url, "/deployments/name/mnist-autoencoder/scheduled-retrain")
+        api(url, f"/deployments/{retrain['id']}", method="PATCH", body={"parameters": {
+            "data": {"source": str(mnist_mirror)}, "training": {"epochs": 1},
+            "paths": json.loads(paths)}})  # short, and in tmp
+        images, labels = synthetic.make_digits(1000, seed=5)  # none of them is in MNIST
+        write_idx(tmp_path / "batch", images, labels, stem="new")
+        started = time.time()
+        ingested = subprocess.run(
+            [sys.executable, "-m", "flows.ingest", "--batch", str(tmp_path / "batch"),
+             "--data-dir", str(tmp_path / "data"), "--artifacts-dir", str(tmp_path / "artifacts")],
+            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+        assert ingested.returncode == 0, ingested.stderr[-3000:]
+        snapshot = ingested.stdout.strip().splitlines()[-1].split()[1]
+        assert snapshot.startswith("mnist-") and "(1000 new, 0 duplicates)" in ingested.stdout
+        ingest_done = time.time()
+        triggered = wait_for_run(url, retrain["id"], timeout=900)
+        assert triggered["state"]["type"] == "COMPLETED", triggered["state"]
+        assert triggered["parameters"]["data"]["snapshot"] == f"mnist.snapshot.{snapshot}"
+        registry = pd.read_parquet(tmp_path / "artifacts" / "models" / "registry.parquet")
+        decided = registry[registry["snapshot"] == snapshot]
+        assert len(decided) == 1 and decided["event"].iloc[0] in ("promoted", "kept out")
+        (event,) = [e for e in api(url, "/events/filter", {"filter": {"event": {
+            "name": ["mnist.snapshot.created"]}}})["events"]]
+        timeline = {"ingest started": started, "ingest finished": ingest_done,
+                    "event occurred": _epoch(event["occurred"]),
+                    "run started": _epoch(triggered["start_time"]),
+                    "decision recorded": _epoch(decided["time"].iloc[0]),
+                    "run finished": _epoch(triggered["end_time"])}
+        print("\nEvent-driven retrain timeline (s after ingest started): " + ", ".join(
+            f"{name} {moment - started:.1f}" for name, moment in timeline.items()))
+        # the weekly cron's run, with no new snapshot since: nothing trains, nothing is decided
+        trained = sorted((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))
+        cron = prefect(["deployment", "run", "mnist-autoencoder/scheduled-retrain", "--watch",
+                        "--watch-timeout", "300"], env, timeout=360)
+        assert "Completed" in cron
+        assert sorted((tmp_path / "artifacts" / "train").glob("*/encoder.keras")) == trained
+        assert len(pd.read_parquet(tmp_path / "artifacts" / "models" / "registry.parquet")) \
+            == len(registry)
+
         (schedule,) = retrain["schedules"]
+        models = len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras")))
         assert schedule["active"] and schedule["schedule"]["cron"] == "0 3 * * 1"
         assert schedule["schedule"]["timezone"] == "Europe/Berlin"
         bad_type = subprocess.run(
@@ -100,8 +163,8 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         (failed,) = api(url, "/flow_runs/filter",
                         {"flow_runs": {"state": {"type": {"any_": ["FAILED"]}}}})
         assert "Invalid parameter latent_dim=0" in failed["state"]["message"]
-        # rejected before any work: the smoke run's model is still the only one
-        assert len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))) == 1
+        # rejected before any work: no model trained
+        assert len(list((tmp_path / "artifacts" / "train").glob("*/encoder.keras"))) == models
 
         # The sweep deployment, pointed per run at a Dask cluster (as the README shows).
         # Its worker processes get the server and the stage cache from their environment.

@@ -34,8 +34,9 @@ def test_build_splits_keeps_labels_aligned_with_source_index():
     train_images, train_labels = synthetic.make_digits(50, seed=0)
     test_images, test_labels = synthetic.make_digits(8, seed=1)
     splits = build_splits(train_images, train_labels, test_images, test_labels, 10, seed=0)
-    for split in splits.values():
-        assert split.x.min() >= 0 and split.x.max() <= 1
+    assert len(splits["recent"].y) == 0  # only ingested batches feed it
+    for name in ("train", "val", "test"):
+        assert splits[name].x.min() >= 0 and splits[name].x.max() <= 1
     np.testing.assert_array_equal(splits["train"].y, train_labels[splits["train"].index])
     np.testing.assert_array_equal(splits["val"].x, normalize(train_images)[splits["val"].index])
     assert len(splits["test"].y) == 8
@@ -53,7 +54,7 @@ def written(tmp_path):
 
 def test_npz_and_parquet_hold_identical_splits(written):
     _, _, out, result = written
-    assert read_metadata(out)["counts"] == {"train": 50, "val": 10, "test": 12}
+    assert read_metadata(out)["counts"] == {"train": 50, "val": 10, "test": 12, "recent": 0}
     npz, parquet = load_splits(out, "npz"), load_splits(out, "parquet")
     for name in ("train", "val", "test"):
         for a, b in zip(npz[name], parquet[name]):

@@ -1,0 +1,234 @@
+"""Data that grows: a dataset's snapshots, the base dataset plus the batches ingested so far.
+
+Layout under ``<data>/snapshots/<dataset>/``::
+
+    manifest.parquet        one row per accepted batch, in order: the snapshots' history
+    batches/<batch>.npz     each batch's new images (uint8), labels and content hashes
+    .lock                   held while the manifest changes
+
+A snapshot is the base dataset (the catalog's pinned files) plus the first k
+batches; its id is ``<dataset>-<hash of that list>``. Batches are immutable:
+their file is written (atomically) before the manifest names it, and the
+manifest is replaced atomically under a lock, so a crash at any point leaves
+either the old snapshot or the new one, and two ingests at once both land. A
+batch file is re-hashed whenever a snapshot is used; one that changed is refused.
+
+Whether a new image goes to train, val or the 'recent' holdout is decided by a
+hash of (its content, the seed), so adding a batch never moves an image between
+splits; the base dataset keeps its seeded split and its fixed test set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.storage import atomic_path, locked, sha256_file, sha256_json, write_npz
+
+MANIFEST = "manifest.parquet"
+RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
+PREFIX = "mnist.snapshot."  # Prefect resource ids of snapshots: mnist.snapshot.<id>
+
+
+class SnapshotError(ValueError):
+    """A snapshot that does not exist, or whose stored batches changed; says what to do."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    path: Path
+    sha256: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    dataset: str
+    batches: tuple[Batch, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """The small value the pipeline's stages key on: the id and each batch's hash."""
+        return {"id": self.id, "dataset": self.dataset,
+                "batches": [{"id": b.id, "path": str(b.path), "sha256": b.sha256,
+                             "count": b.count} for b in self.batches]}
+
+
+def snapshots_dir(data_dir: Path, dataset: str) -> Path:
+    return Path(data_dir) / "snapshots" / dataset
+
+
+def base_id(dataset: str) -> str:
+    return f"{dataset}-" + sha256_json({"files": get_dataset(dataset).files})[:12]
+
+
+def snapshot_id(dataset: str, batch_ids: list[str]) -> str:
+    if not batch_ids:
+        return base_id(dataset)
+    return f"{dataset}-" + sha256_json([base_id(dataset), *batch_ids])[:12]
+
+
+def read_manifest(root: Path):
+    import pandas as pd
+
+    path = Path(root) / MANIFEST
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def snapshot_ids(root: Path, dataset: str) -> list[str]:
+    """Every snapshot of ``dataset``, oldest first (the base first)."""
+    manifest = read_manifest(root)
+    return [base_id(dataset), *(manifest["snapshot_id"] if len(manifest) else [])]
+
+
+def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
+    """The snapshot ``wanted`` ("latest", an id, or a Prefect resource id), its batches checked."""
+    root = snapshots_dir(data_dir, dataset)
+    wanted = wanted.removeprefix(PREFIX)
+    manifest = read_manifest(root)
+    ids = snapshot_ids(root, dataset)
+    if wanted == "latest":
+        wanted = ids[-1]
+    if wanted not in ids:
+        raise SnapshotError(f"no snapshot {wanted!r} of {dataset}; known: {', '.join(ids[-5:])} "
+                            f"(the manifest is {root / MANIFEST}; 'latest' is the newest)")
+    rows = manifest.iloc[:ids.index(wanted)].to_dict("records") if len(manifest) else []
+    batches = tuple(Batch(r["batch_id"], root / "batches" / r["payload"], r["payload_sha256"],
+                          int(r["new"])) for r in rows)
+    for batch in batches:
+        if not batch.path.is_file():
+            raise SnapshotError(f"{batch.path}: batch {batch.id} of snapshot {wanted} is missing; "
+                                "restore it from a backup (snapshots never change)")
+        if sha256_file(batch.path) != batch.sha256:
+            raise SnapshotError(f"{batch.path}: batch {batch.id} changed since it was ingested "
+                                f"(SHA-256 differs from the manifest's); restore it")
+    return Snapshot(wanted, dataset, batches)
+
+
+def image_hashes(images: np.ndarray) -> list[str]:
+    """SHA-256 of each uint8 image's bytes: its identity for duplicates and splits."""
+    flat = np.ascontiguousarray(np.asarray(images).reshape(len(images), 784), dtype=np.uint8)
+    return [hashlib.sha256(row.tobytes()).hexdigest() for row in flat]
+
+
+def assign_splits(hashes: list[str], seed: int, val_share: float) -> np.ndarray:
+    """'train', 'val' or 'recent' for each image, from a hash of (content, seed) alone."""
+    draws = np.array([int(hashlib.sha256(f"{seed}:{h}".encode()).hexdigest()[:13], 16)
+                      for h in hashes], np.float64) / 16**13
+    return np.where(draws < RECENT_SHARE, "recent",
+                    np.where(draws < RECENT_SHARE + val_share, "val", "train"))
+
+
+def load_batch_files(paths: list[str | Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All images (uint8, n x 28 x 28), labels and hashes of batch files, in order."""
+    images, labels, hashes = [np.empty((0, 28, 28), np.uint8)], [np.empty(0, np.uint8)], []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as archive:
+            images.append(archive["images"])
+            labels.append(archive["labels"])
+            hashes += [str(h) for h in archive["hashes"]]
+    return np.concatenate(images), np.concatenate(labels), hashes
+
+
+@dataclass(frozen=True)
+class Ingested:
+    snapshot: str
+    created: bool
+    offered: int
+    new: int
+    duplicates: int
+    batch: str | None
+
+
+def ingest(data_dir: Path, dataset: str, images: np.ndarray, labels: np.ndarray,
+           known: set[str], source: str, source_files: dict[str, str]) -> Ingested:
+    """Add the images not seen before as one batch; return the snapshot it makes.
+
+    ``known`` holds the base dataset's image hashes (every split, test included);
+    earlier batches' hashes are read from the manifest under the lock.
+    """
+    import pandas as pd
+
+    root = snapshots_dir(data_dir, dataset)
+    hashes = image_hashes(images)
+    with locked(root / ".lock"):  # one change of the manifest at a time, across processes
+        manifest = read_manifest(root)
+        seen = set(known)
+        for earlier in (manifest["image_sha256"] if len(manifest) else []):
+            seen.update(earlier)
+        keep, chosen = [], set()
+        for i, h in enumerate(hashes):
+            if h not in seen and h not in chosen:
+                keep.append(i)
+                chosen.add(h)
+        ids = list(manifest["batch_id"]) if len(manifest) else []
+        if not keep:
+            return Ingested(snapshot_id(dataset, ids), False, len(hashes), 0, len(hashes), None)
+        new_hashes = [hashes[i] for i in keep]
+        batch_id = sha256_json(new_hashes)[:16]
+        payload = root / "batches" / f"{batch_id}.npz"
+        write_npz(payload, {"images": images[keep], "labels": labels[keep],
+                            "hashes": np.array(new_hashes)})
+        snapshot = snapshot_id(dataset, [*ids, batch_id])
+        row = {"batch_id": batch_id, "snapshot_id": snapshot,
+               "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "source": source, "source_files": json.dumps(source_files, sort_keys=True),
+               "offered": len(hashes), "new": len(keep), "duplicates": len(hashes) - len(keep),
+               "image_sha256": new_hashes, "payload": payload.name,
+               "payload_sha256": sha256_file(payload)}
+        table = pd.concat([manifest, pd.DataFrame([row])], ignore_index=True)
+        with atomic_path(root / MANIFEST) as tmp:
+            table.to_parquet(tmp, index=False)
+    return Ingested(snapshot, True, len(hashes), len(keep), len(hashes) - len(keep), batch_id)
+
+
+def read_labelled(batch) -> tuple[np.ndarray, np.ndarray]:
+    """All images of an ``inputs.Input`` as uint8 (n, 28, 28) and their labels, which it must have.
+
+    Float pixels are stored as the nearest of the 256 levels the dataset's files hold.
+    """
+    from mnist_autoencoder.inputs import NO_LABEL
+    from mnist_autoencoder.pixels import InputError
+
+    images, labels = [], []
+    for chunk in batch.iter_chunks():
+        if (chunk.labels == NO_LABEL).any():
+            raise InputError(f"{chunk.name(int(np.argmax(chunk.labels == NO_LABEL)))}: no label; "
+                             "a batch to ingest needs a label (0-9) for every image")
+        images.append(np.round(chunk.x * 255).astype(np.uint8).reshape(-1, 28, 28))
+        labels.append(chunk.labels.astype(np.uint8))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def base_hashes(raw_dir: Path, files: dict[str, str]) -> set[str]:
+    """The hashes of every image of the base dataset, train and test."""
+    from mnist_autoencoder.idx import read_idx_gz
+
+    return {h for role in ("train_images", "test_images")
+            for h in image_hashes(read_idx_gz(Path(raw_dir) / files[role]))}
+
+
+def quarantine(data_dir: Path, files: list[Path], location: str, reason: str) -> Path:
+    """Keep a refused batch's files and why, in ``<data>/quarantine/<id>/``; return that folder."""
+    import shutil
+
+    from mnist_autoencoder.storage import atomic_dir, write_json_atomic
+
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    folder = Path(data_dir) / "quarantine" / sha256_json([location, stamp, reason])[:16]
+    with atomic_dir(folder) as tmp:
+        for path in files:
+            if Path(path).is_file():
+                shutil.copy2(path, tmp / Path(path).name)
+        write_json_atomic(tmp / "reason.json", {"batch": location, "reason": reason,
+                                                "time": stamp,
+                                                "files": [str(p) for p in files]})
+    return folder

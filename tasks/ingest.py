@@ -1,0 +1,63 @@
+"""ingest: a batch of labelled images becomes a new snapshot (``mnist_autoencoder.snapshots``).
+
+Not cached: ingesting changes state, and the manifest itself makes a repeated
+batch a no-op (every image a duplicate). A new snapshot is announced as the
+Prefect event ``mnist.snapshot.created``, which the retraining deployment's
+trigger turns into a run on that snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from mnist_autoencoder import snapshots
+from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.pixels import InputError
+from mnist_autoencoder.storage import require_valid, sha256_file
+
+EVENT = "mnist.snapshot.created"
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict[str, Any]:
+    """Validate the batch, skip what the dataset already holds, append the rest."""
+    require_valid(raw)
+    log = get_run_logger()
+    download_dir = Path(data_dir) / "inputs" / hashlib.sha256(batch.encode()).hexdigest()[:16]
+    files: list[Path] = []
+    try:
+        found = open_input(batch, download_dir=download_dir)
+        files = found.files
+        images, labels = snapshots.read_labelled(found)
+    except InputError as exc:
+        if not files and Path(batch).is_dir():
+            files = [p for p in Path(batch).rglob("*") if p.is_file()]
+        folder = snapshots.quarantine(Path(data_dir), files, batch, str(exc))
+        raise InputError(f"{exc} (batch refused; kept with the reason in {folder})") from None
+    known = snapshots.base_hashes(Path(raw["dir"]), get_dataset(dataset).file_names())
+    result = snapshots.ingest(Path(data_dir), dataset, images, labels, known, batch,
+                              {p.name: sha256_file(p) for p in files})
+    if result.created:
+        emit_event(event=EVENT,
+                   resource={"prefect.resource.id": f"{snapshots.PREFIX}{result.snapshot}",
+                             "prefect.resource.name": result.snapshot, "dataset": dataset},
+                   payload=dataclasses.asdict(result))
+        log.info(f"Batch {result.batch}: {result.new} new images, {result.duplicates} "
+                 f"duplicates; snapshot {result.snapshot}; event {EVENT} emitted")
+    else:
+        log.info(f"Nothing new: all {result.offered} images are already in {dataset}")
+    return dataclasses.asdict(result)
+
+
+@task(name="snapshot", cache_policy=NO_CACHE)
+def resolve_snapshot(dataset: str, snapshot: str, data_dir: str) -> dict[str, Any]:
+    """The snapshot to train on, its batch files re-hashed (a changed one is refused)."""
+    return snapshots.resolve(Path(data_dir), dataset, snapshot).describe()
