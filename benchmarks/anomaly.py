@@ -53,21 +53,39 @@ class Model:
     training: dict[str, Any]
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def data_arguments(description: str, epochs: int, stem: str) -> argparse.ArgumentParser:
+    """The options every side-by-side benchmark on the two datasets takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--mnist", type=Path, default=Path("../shared/data/mnist"),
                         help="directory of the four MNIST .gz IDX files")
     parser.add_argument("--fashion", type=Path,
                         default=Path("/usr/share/datasets/fashion-mnist"),
                         help="directory of the four Fashion-MNIST .gz IDX files (optional)")
-    parser.add_argument("--epochs", type=int, default=50, help="at most, for each model")
+    parser.add_argument("--epochs", type=int, default=epochs, help="at most, for each model")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench"),
-                        help="folder for anomaly.json and anomaly.md")
-    return parser.parse_args()
+                        help=f"folder for {stem}.json and {stem}.md")
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return data_arguments(__doc__.split("\n\n")[0], 50, "anomaly").parse_args()
 
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+def write_report(out: Path, stem: str, result: dict[str, Any], text: str,
+                 started: float) -> None:
+    """Print the tables and write ``<stem>.json`` and ``<stem>.md`` to ``out`` atomically."""
+    from mnist_autoencoder.storage import write_bytes_atomic, write_json_atomic
+
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / f"{stem}.json", result)
+    write_bytes_atomic(out / f"{stem}.md", text.encode())
+    say("\n" + text)
+    say(f"Wrote {out / f'{stem}.md'} and {out / f'{stem}.json'} ({result['seconds']:.0f} s)")
 
 
 def load_splits(directory: Path) -> dict | None:
@@ -209,7 +227,6 @@ def main() -> None:
         say(skipped)
 
     from mnist_autoencoder.scoring import DEFAULT_SCORE, SCORES
-    from mnist_autoencoder.storage import write_bytes_atomic, write_json_atomic
 
     models = {name: train(name, splits, args.epochs)
               for name, splits in data.items() if splits is not None}
@@ -230,14 +247,7 @@ def main() -> None:
         "sources": {name: str(path) for name, path in
                     (("mnist", args.mnist), ("fashion", args.fashion))},
     }
-    text = markdown(result)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "anomaly.json", result)
-    write_bytes_atomic(args.out / "anomaly.md", text.encode())
-    say("\n" + text)
-    say(f"Wrote {args.out / 'anomaly.md'} and {args.out / 'anomaly.json'} "
-        f"({result['seconds']:.0f} s)")
+    write_report(args.out, "anomaly", result, markdown(result), started)
 
 
 if __name__ == "__main__":

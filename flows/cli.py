@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mnist_autoencoder.params import ParameterError
+from mnist_autoencoder.pixels import InputError
 from mnist_autoencoder.registry import RegistryError
 from mnist_autoencoder.snapshots import SnapshotError
 
@@ -142,7 +143,7 @@ def main(flow, validate: Callable[..., None], argv: Sequence[str] | None = None,
         validate(**params)
     except ValidationError as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {_one_line(exc)}\n")
-    except (ParameterError, RegistryError, SnapshotError) as exc:
+    except (ParameterError, RegistryError, SnapshotError, InputError) as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {exc}\n")
     try:
         result = flow(**params)

@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
+
 
 @dataclass
 class StageRun:
     stage: str
-    state: str  # "Completed" (ran) or "Cached"
+    state: str  # "Completed" (ran), "Cached", or "Checked" (an uncached look-up that ran)
     seconds: float
 
 
@@ -20,14 +22,16 @@ def run_stage(task, log: list[StageRun], **kwargs: Any) -> Any:
     started = time.perf_counter()
     state = task(**kwargs, return_state=True)
     result = state.result()  # raises the task's exception if it failed
-    log.append(StageRun(task.name, state.name, time.perf_counter() - started))
+    looked_up = task.cache_policy is NO_CACHE  # snapshot, model, input: they always run
+    log.append(StageRun(task.name, "Checked" if looked_up else state.name,
+                        time.perf_counter() - started))
     return result
 
 
 def format_stages(stages: list[StageRun]) -> list[str]:
     """One line per stage: ran or cached, and its wall time; then whether TensorFlow loaded."""
-    rows = [f"  {s.stage:<12} {'cached' if s.state == 'Cached' else 'ran':<7} {s.seconds:6.1f} s"
-            for s in stages]
+    words = {"Cached": "cached", "Checked": "checked"}
+    rows = [f"  {s.stage:<12} {words.get(s.state, 'ran'):<7} {s.seconds:6.1f} s" for s in stages]
     tf_note = "imported" if "tensorflow" in sys.modules else "not imported"
     return ["Stages:", *rows, f"TensorFlow: {tf_note}"]
 

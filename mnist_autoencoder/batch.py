@@ -114,10 +114,56 @@ def score_table(chunk: Chunk, columns: dict[str, np.ndarray], flagged: np.ndarra
     })
 
 
+def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items``, produced ``depth`` ahead on a second thread.
+
+    Reading and decoding the next chunk then overlaps with scoring this one
+    (zlib, NumPy and TensorFlow release the GIL): on 2 cores the scoring loop
+    otherwise keeps about one busy. An exception in ``items`` is raised here.
+    """
+    import queue
+    import threading
+
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():  # a consumer that gave up must not leave us blocked
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+            return
+        put((True, done))
+
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def score_chunks(scorer: Scorer, chunks: Iterator[Chunk],
                  summary: Summary) -> Iterator[pa.Table]:
-    """Score each chunk, fold it into ``summary``, yield its table."""
-    for chunk in chunks:
+    """Score each chunk (read ahead on a second thread), fold it into ``summary``, yield its
+    table."""
+    for chunk in prefetched(chunks):
         columns = scorer.columns(chunk.x)
         flagged = columns["score"] > summary.threshold
         summary.add(chunk, columns["score"], flagged)

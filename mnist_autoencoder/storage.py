@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,36 @@ def read_value(path: str | Path) -> Any:
 
         return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     return path.read_bytes()
+
+
+def write_parquet_stream(path: str | Path, tables: Iterable[Any],
+                         dictionary: Sequence[str] = ()) -> int:
+    """Append each Arrow table to one Parquet file (zstd) as it comes; return the rows.
+
+    Writing happens on a second thread while the next table is computed (pyarrow
+    releases the GIL), one table behind, in order. Only the ``dictionary`` columns
+    are dictionary-encoded: trying it on float columns was a third of the time.
+    No table (an empty shard): no file.
+    """
+    import concurrent.futures
+
+    import pyarrow.parquet as pq
+
+    writer, pending, rows = None, None, 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd",
+                                          use_dictionary=list(dictionary))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write_table, table)
+            rows += table.num_rows
+        if pending is not None:
+            pending.result()
+    if writer is not None:
+        writer.close()
+    return rows
 
 
 def invalid_outputs(outputs: Mapping[str, Any]) -> list[str]:

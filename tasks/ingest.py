@@ -17,7 +17,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mnist_autoencoder import snapshots
+from mnist_autoencoder import ingestion, snapshots
 from mnist_autoencoder.catalog import get_dataset
 from mnist_autoencoder.inputs import open_input
 from mnist_autoencoder.pixels import InputError
@@ -36,14 +36,14 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
     try:
         found = open_input(batch, download_dir=download_dir)
         files = found.files
-        images, labels = snapshots.read_labelled(found)
+        images, labels = ingestion.read_labelled(found)
     except InputError as exc:
         if not files and Path(batch).is_dir():
             files = [p for p in Path(batch).rglob("*") if p.is_file()]
-        folder = snapshots.quarantine(Path(data_dir), files, batch, str(exc))
+        folder = ingestion.quarantine(Path(data_dir), files, batch, str(exc))
         raise InputError(f"{exc} (batch refused; kept with the reason in {folder})") from None
-    known = snapshots.base_hashes(Path(raw["dir"]), get_dataset(dataset).file_names())
-    result = snapshots.ingest(Path(data_dir), dataset, images, labels, known, batch,
+    known = ingestion.base_hashes(Path(raw["dir"]), get_dataset(dataset).file_names())
+    result = ingestion.ingest(Path(data_dir), dataset, images, labels, known, batch,
                               {p.name: sha256_file(p) for p in files})
     if result.created:
         emit_event(event=EVENT,

@@ -26,7 +26,7 @@ from mnist_autoencoder.paths import models_dir, stage_root
 from mnist_autoencoder.registry import champion_files, scoring_model_dir
 from mnist_autoencoder.score_report import summary_files
 from mnist_autoencoder.scoring import load_scorer
-from mnist_autoencoder.storage import describe_outputs
+from mnist_autoencoder.storage import describe_outputs, write_parquet_stream
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read
 
@@ -87,13 +87,7 @@ def merge(parts: list[dict[str, Any]], model: dict[str, Any], location: str,
 
 
 def _write_tables(path: Path, tables) -> None:
-    """Append every table to one Parquet file; none (an empty shard): no file."""
-    writer = None
-    for table in tables:
-        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
-        writer.write_table(table)
-    if writer is not None:
-        writer.close()
+    write_parquet_stream(path, tables, dictionary=("source", "label"))
 
 
 def _summary_outputs(scorer, summary: Summary, model: dict[str, Any],

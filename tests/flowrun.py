@@ -10,6 +10,13 @@ STAGES = ("download", "preprocess", "train", "evaluate", "baselines", "analyze",
           "report")
 
 
+def small_run(dataset, source, root, **changes):
+    """Parameters of a pipeline run on a small synthetic dataset that trains in seconds."""
+    return {"dataset": dataset, "source": str(source), "val_size": 100, "epochs": 2,
+            "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
+            "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")} | changes
+
+
 def pipeline(**params):
     """Run the pipeline flow in this process with flat parameters, as the CLI takes them."""
     from flows.autoencoder import mnist_autoencoder

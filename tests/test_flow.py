@@ -11,15 +11,22 @@ from pathlib import Path
 import pytest
 
 from tests import synthetic
-from tests.flowrun import PROJECT, STAGES, cli_run, expect, pipeline, states, summary_states
+from tests.flowrun import (
+    PROJECT,
+    STAGES,
+    cli_run,
+    expect,
+    pipeline,
+    small_run,
+    states,
+    summary_states,
+)
 
 
 @pytest.fixture(scope="module")
 def base(prefect_api, synthetic_source, tmp_path_factory):
     root = tmp_path_factory.mktemp("flow")
-    params = {"dataset": synthetic.NAME, "source": str(synthetic_source), "val_size": 100,
-              "epochs": 2, "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
-              "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
+    params = small_run(synthetic.NAME, synthetic_source, root)
     first = pipeline(**params)
     assert states(first) == dict.fromkeys(STAGES, "ran")
     return params, first

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_autoencoder import snapshots
+from mnist_autoencoder import ingestion, snapshots
 from mnist_autoencoder.catalog import get_dataset
 from mnist_autoencoder.idx import read_idx_gz
 from mnist_autoencoder.inputs import open_input
@@ -29,7 +29,7 @@ DATASET = "synthetic-ingest"
 def base(tmp_path):
     synthetic.write_dataset(tmp_path / "raw", n_train=300, n_test=60, seed=0)
     synthetic.register(tmp_path / "raw", DATASET)
-    known = snapshots.base_hashes(tmp_path / "raw", get_dataset(DATASET).file_names())
+    known = ingestion.base_hashes(tmp_path / "raw", get_dataset(DATASET).file_names())
     return tmp_path, known
 
 
@@ -39,7 +39,7 @@ def batch(seed, n=40):
 
 
 def ingest(root, known, images, labels, source="batch"):
-    return snapshots.ingest(root / "data", DATASET, images, labels, known, source, {})
+    return ingestion.ingest(root / "data", DATASET, images, labels, known, source, {})
 
 
 def splits_of(root, snapshot_id, seed=0):
@@ -121,7 +121,7 @@ def test_a_batch_without_labels_is_refused(tmp_path):
     images, _ = batch(18)
     write_idx(tmp_path / "unlabelled", images)
     with pytest.raises(ValueError, match="a batch to ingest needs a label"):
-        snapshots.read_labelled(open_input(tmp_path / "unlabelled"))
+        ingestion.read_labelled(open_input(tmp_path / "unlabelled"))
 
 
 def _ingest_in_process(root, known, seed):
@@ -146,12 +146,12 @@ def test_two_ingests_at_once_both_land(base):
 KILLED = """
 import sys
 from pathlib import Path
-from mnist_autoencoder import snapshots
+from mnist_autoencoder import ingestion, snapshots
 from tests import synthetic
 root, seed = Path(sys.argv[1]), int(sys.argv[2])
 images, labels = synthetic.make_digits(20000, seed=seed)
 print("ready", flush=True)
-snapshots.ingest(root / "data", "synthetic-ingest", images, labels, set(), "b", {})
+ingestion.ingest(root / "data", "synthetic-ingest", images, labels, set(), "b", {})
 """
 
 
@@ -173,4 +173,5 @@ def test_an_ingest_killed_at_any_point_leaves_the_old_or_the_new_snapshot(base):
         assert len(seen_states) >= before
     manifest = snapshots.read_manifest(snapshots.snapshots_dir(root / "data", DATASET))
     assert len(manifest) == len(snapshots.resolve(root / "data", DATASET).batches)
-    assert pd.Series(manifest["new"]).eq(20000).all()  # no batch is ever half visible
+    if len(manifest):  # every kill may have come before the manifest changed
+        assert pd.Series(manifest["new"]).eq(20000).all()  # no batch is ever half visible

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests import synthetic
-from tests.flowrun import PROJECT, STAGES, expect, pipeline, states
+from tests.flowrun import PROJECT, STAGES, expect, pipeline, small_run, states
 from tests.test_inputs import write_idx
 
 GROWING = "synthetic-growing"
@@ -23,9 +23,7 @@ def grown(prefect_api, tmp_path_factory):
     root = tmp_path_factory.mktemp("grown")
     synthetic.write_dataset(root / "source", n_train=600, n_test=100, seed=0)
     synthetic.register(root / "source", GROWING)
-    params = {"dataset": GROWING, "source": str(root / "source"), "val_size": 100,
-              "epochs": 2, "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
-              "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
+    params = small_run(GROWING, root / "source", root)
     return root, params
 
 

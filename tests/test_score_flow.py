@@ -11,7 +11,7 @@ import pytest
 from flows.cli import group_params
 from flows.score import mnist_score
 from tests import synthetic
-from tests.flowrun import PROJECT, pipeline, states
+from tests.flowrun import PROJECT, pipeline, small_run, states
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -29,9 +29,7 @@ def cli(*args, api_url, timeout=600):
 @pytest.fixture(scope="module")
 def champion(prefect_api, synthetic_source, tmp_path_factory):
     root = tmp_path_factory.mktemp("score")
-    params = {"dataset": synthetic.NAME, "source": str(synthetic_source), "val_size": 100,
-              "epochs": 2, "batch_size": 64, "latent_dim": 8, "learning_rate": 0.01,
-              "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")}
+    params = small_run(synthetic.NAME, synthetic_source, root)
     trained = pipeline(**params)
     assert trained["decision"]["promoted"]
     return params, trained
