@@ -95,24 +95,28 @@ def reachable(roots: tuple[str, ...],
     """(project modules reachable from ``roots``, top-level names of the others they import).
 
     The roots themselves count as project modules, and so does each module's
-    parent package, whose ``__init__`` runs first (only its top-level imports are
-    followed: those inside its functions run when called, not on import).
+    parent package, whose ``__init__`` runs first. A package's ``__init__`` is
+    followed through its top-level imports only: those inside its functions (a
+    lazy ``__getattr__``) run when a name is asked for, not on import. That rule
+    depends on the file alone, never on the order of the walk, so the result is
+    the same in every process.
     """
     seen: set[str] = set()
     external: set[str] = set()
-    todo = [(name, True) for name in roots]
+    todo = list(roots)
     while todo:
-        name, whole = todo.pop()
+        name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         parents = [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]
-        todo += [(p, False) for p in parents if p not in seen]
-        for imported in imports_of(name, into_functions=whole):
+        todo += [p for p in parents if p not in seen]
+        package = module_path(name).name == "__init__.py"
+        for imported in sorted(imports_of(name, into_functions=not package)):
             if not _is_project(imported, project):
                 external.add(imported.split(".")[0])  # never imported: find_spec would
             elif _is_module(imported):
-                todo.append((imported, True))
+                todo.append(imported)
     return sorted(seen), external - set(sys.stdlib_module_names)
 
 

@@ -95,3 +95,19 @@ def test_lock_of_a_dead_process_is_released_and_a_live_one_is_kept(tmp_path):
     other = ProcessLockManager(tmp_path)
     assert not other.is_locked("k")
     assert other.acquire_lock("k", holder="next", acquire_timeout=1)
+
+
+def test_code_versions_are_the_same_in_every_process():
+    """The walk once depended on set order, which Python randomises per process: a fresh
+    process then computed other keys and reran cached stages."""
+    import subprocess
+
+    from tests.flowrun import PROJECT
+
+    code = ("from mnist_autoencoder.codeversion import code_version; import pkgutil, tasks; "
+            "print([code_version((f'tasks.{m.name}',)) "
+            "for m in pkgutil.iter_modules(tasks.__path__) if m.name not in ('caching', 'io')])")
+    outputs = {subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True,
+                              text=True, check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}
+                              ).stdout for seed in ("1", "2", "3")}
+    assert len(outputs) == 1
