@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run score ingest simulate sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score ingest drift simulate sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ score: venv        ## score images with the champion (INPUT=dir|URL|file.parquet
 ingest: venv       ## add a batch of labelled images as a new snapshot (BATCH=dir|URL|file.parquet)
 	@test -n "$(BATCH)" || { echo "make ingest: give BATCH=<IDX pair, Parquet file or PNG folders>" >&2; exit 2; }
 	$(USE_SERVER); $(PY) -m flows.ingest --batch $(BATCH) $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+drift: venv        ## check a batch for drift against the champion, without ingesting it (BATCH=...)
+	@test -n "$(BATCH)" || { echo "make drift: give BATCH=<directory, URL or file of images>" >&2; exit 2; }
+	$(USE_SERVER); $(PY) -m flows.drift --batch $(BATCH) $(ARGS)
 
 simulate: venv     ## cut MNIST into a base and batches (data/simulate), ingest them one by one
 	$(PY) -m ops.simulate $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
