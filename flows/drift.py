@@ -19,7 +19,7 @@ from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.catalog import datasets
 from mnist_autoencoder.drift import MIN_BATCH, WHY_MIN_BATCH, reference_problem
 from mnist_autoencoder.inputs import open_input
-from mnist_autoencoder.params import PathsConfig, require, validate_paths
+from mnist_autoencoder.params import PathsConfig, require, validate_images, validate_paths
 from mnist_autoencoder.paths import models_dir, resolve_dir
 from mnist_autoencoder.pixels import InputError
 from mnist_autoencoder.registry import scoring_model_dir
@@ -29,11 +29,8 @@ from tasks.score import inspect_input, resolve_model
 
 def validate_drift(batch: str, dataset: str, paths: PathsConfig) -> None:
     """Raise for the first parameter of the drift flow that cannot work (champion included)."""
-    require(bool(batch), "batch", batch, "give a directory or URL of IDX files, a directory "
-            "of PNGs, a .parquet or a .npy file")
+    validate_images("batch", batch)
     local = not batch.startswith(("http://", "https://"))
-    if local:
-        require(Path(batch).expanduser().exists(), "batch", batch, "no such file or directory")
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
     validate_paths(paths)

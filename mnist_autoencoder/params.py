@@ -154,15 +154,23 @@ def validate_sweep(data: DataConfig, training: TrainingConfig, paths: PathsConfi
     validate_paths(paths)
 
 
+IMAGES_ALLOWED = ("give a directory or URL of IDX files, a directory of PNGs, a .parquet or a "
+                  ".npy file")
+
+
+def validate_images(name: str, location: str, allowed: str = IMAGES_ALLOWED) -> None:
+    """An input of images: given, and on this machine unless it is an http(s) URL."""
+    require(bool(location), name, location, allowed)
+    if not location.startswith(("http://", "https://")):
+        require(Path(location).expanduser().exists(), name, location, "no such file or directory")
+
+
 def validate_score(input: str, dataset: str, model: str, fpr: float,
                    paths: PathsConfig) -> None:
     """Raise for the first parameter of the scoring flow that cannot work (no model included)."""
     from mnist_autoencoder.registry import scoring_model_dir
 
-    require(bool(input), "input", input, "give a directory or URL of IDX files, a directory "
-            "of PNGs, a .parquet or a .npy file")
-    if not input.startswith(("http://", "https://")):
-        require(Path(input).expanduser().exists(), "input", input, "no such file or directory")
+    validate_images("input", input)
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
     require(0 < fpr < 0.5, "fpr", fpr, "the share of normal images to flag: in (0, 0.5)")
@@ -173,8 +181,6 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
 def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> None:
     """Raise for the first parameter of the ingest flow that cannot work."""
     validate_source(dataset, source)
-    require(bool(batch), "batch", batch, "give a directory or URL of IDX files, a .parquet "
-            "file or a folder of PNGs in <digit>/ subfolders")
-    if not batch.startswith(("http://", "https://")):
-        require(Path(batch).expanduser().exists(), "batch", batch, "no such file or directory")
+    validate_images("batch", batch, "give a directory or URL of IDX files, a .parquet file or a "
+                    "folder of PNGs in <digit>/ subfolders")
     validate_paths(paths)

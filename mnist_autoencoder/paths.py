@@ -43,6 +43,13 @@ def processed_dir(data_dir: Path, dataset: str) -> Path:
     return data_dir / "processed" / dataset
 
 
+def download_dir(data_dir: str | Path, location: str) -> Path:
+    """Where images given by URL are downloaded to, once per URL."""
+    import hashlib
+
+    return Path(data_dir) / "inputs" / hashlib.sha256(location.encode()).hexdigest()[:16]
+
+
 def stage_root(artifacts_dir: str | Path, stage: str) -> Path:
     """Where one stage's outputs go, one directory per cache key below it."""
     return Path(artifacts_dir) / stage

@@ -9,7 +9,6 @@ trigger turns into a run on that snapshot.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from prefect.events import emit_event
 from mnist_autoencoder import ingestion, snapshots
 from mnist_autoencoder.catalog import get_dataset
 from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.paths import download_dir
 from mnist_autoencoder.pixels import InputError
 from mnist_autoencoder.storage import require_valid, sha256_file
 
@@ -31,10 +31,9 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
     """Validate the batch, skip what the dataset already holds, append the rest."""
     require_valid(raw)
     log = get_run_logger()
-    download_dir = Path(data_dir) / "inputs" / hashlib.sha256(batch.encode()).hexdigest()[:16]
     files: list[Path] = []
     try:
-        found = open_input(batch, download_dir=download_dir)
+        found = open_input(batch, download_dir=download_dir(data_dir, batch))
         files = found.files
         images, labels = ingestion.read_labelled(found)
     except InputError as exc:

@@ -8,7 +8,6 @@ worker, and ``merge`` joins their tables and summaries.
 
 from __future__ import annotations
 
-import hashlib
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mnist_autoencoder.batch import Summary, new_summary, score_chunks
 from mnist_autoencoder.inputs import open_input
-from mnist_autoencoder.paths import models_dir, stage_root
+from mnist_autoencoder.paths import download_dir, models_dir, stage_root
 from mnist_autoencoder.registry import champion_files, scoring_model_dir
 from mnist_autoencoder.score_report import summary_files
 from mnist_autoencoder.scoring import load_scorer
@@ -43,10 +42,9 @@ def resolve_model(dataset: str, model: str, artifacts_dir: str) -> dict[str, Any
 @task(name="input", cache_policy=NO_CACHE)
 def inspect_input(location: str, data_dir: str) -> dict[str, Any]:
     """Find the input's files (downloading a URL once) and hash their content."""
-    download_dir = (Path(data_dir) / "inputs" /
-                    hashlib.sha256(location.encode()).hexdigest()[:16])
-    found = open_input(location, download_dir=download_dir)
-    local = str(download_dir) if location.startswith(("http://", "https://")) else location
+    downloads = download_dir(data_dir, location)
+    found = open_input(location, download_dir=downloads)
+    local = str(downloads) if location.startswith(("http://", "https://")) else location
     return {"location": local, "kind": found.kind, "fingerprint": found.fingerprint()}
 
 
