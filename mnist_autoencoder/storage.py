@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,12 +27,36 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# path -> (the stat fields below, digest): files hashed by this process and unchanged since
+_HASHED: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _identity(path: str | Path) -> tuple[int, ...]:
+    """What changes whenever a file's bytes do: ctime is set by the kernel on every write
+    (no tool can set it back), so an unchanged stat means unchanged bytes, as in git's index."""
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def sha256_file(path: str | Path) -> str:
-    """Return the hex SHA-256 of a file's bytes."""
+    """Return the hex SHA-256 of a file's bytes.
+
+    A file this process already hashed is hashed again only if its stat changed:
+    every stage re-checks the 180 MB of splits it reads, 0.28 s each time.
+    """
+    key, identity = str(Path(path).resolve()), _identity(path)
+    known = _HASHED.get(key)
+    if known is not None and known[0] == identity:
+        return known[1]
+    started = time.time_ns()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
+    # Remembered only when not written to while read, nor in the last 50 ms before: a write
+    # in the same tick of the kernel's coarse clock could leave the stat unchanged.
+    if identity == _identity(path) and identity[-1] < started - 50_000_000:
+        _HASHED[key] = (identity, digest.hexdigest())
     return digest.hexdigest()
 
 
@@ -181,11 +206,22 @@ def write_value(path: Path, value: Any) -> None:
 def write_outputs(directory: str | Path, outputs: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``{file name: value}`` as one directory that appears whole or not at all.
 
-    Returns the ``describe_outputs`` value of what was written.
+    Files are written two at a time (NumPy's and Arrow's writers release the GIL:
+    the splits' NPZ and Parquet together took 1.0 s instead of 1.5 s); Keras models,
+    whose saving is not meant for threads, one after the other first. Returns the
+    ``describe_outputs`` value of what was written.
     """
+    import concurrent.futures
+
     with atomic_dir(directory) as tmp:
-        for name, value in outputs.items():
+        models = {name: value for name, value in outputs.items() if hasattr(value, "save")
+                  and not isinstance(value, (str, bytes))}
+        for name, value in models.items():
             write_value(tmp / name, value)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            for done in [pool.submit(write_value, tmp / name, value)
+                         for name, value in outputs.items() if name not in models]:
+                done.result()
     return describe_outputs(directory, list(outputs))
 
 

@@ -59,3 +59,24 @@ def test_output_hash_changes_with_any_file(tmp_path):
     first = describe_outputs(tmp_path, ["a"])["hash"]
     (tmp_path / "a").write_bytes(b"2")
     assert describe_outputs(tmp_path, ["a"])["hash"] != first
+
+
+def test_a_file_hashed_again_is_read_again_only_if_it_changed(tmp_path):
+    import os
+    import time
+
+    from mnist_autoencoder import storage
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"a" * 1000)
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    time.sleep(0.06)  # older than the coarse-clock margin
+    first = storage.sha256_file(path)
+    assert str(path.resolve()) in storage._HASHED
+    with open(path, "r+b") as handle:  # same size, one byte flipped, mtime put back
+        handle.seek(500)
+        handle.write(b"b")
+    os.utime(path, (old, old))
+    assert storage.sha256_file(path) != first  # ctime moved: read again
+    assert storage.sha256_file(path) == storage.sha256_bytes(b"a" * 500 + b"b" + b"a" * 499)
