@@ -66,11 +66,17 @@ def wait_until(condition, timeout: float, what: str, log: Path | None = None) ->
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a long-running process in its own session, output to ``log``."""
+    """Start a long-running process in its own session, output to ``log``.
+
+    SIGINT is restored to its default in the child: started from a background job
+    (``nohup``, ``&`` in a script) it would inherit SIGINT as ignored, and
+    ``stop_process``'s SIGINT would wait out its grace period before SIGKILL.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as handle:
         return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT)
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def start_server(port: int, home: Path, log: Path, timeout: float = 180) -> subprocess.Popen:

@@ -52,9 +52,12 @@ def test_ctrl_c_prints_one_line_on_how_to_resume(prefect_api, synthetic_source, 
     params = {"dataset": "synthetic", "source": str(synthetic_source), "val_size": 100,
               "epochs": 1000, "patience": 1000, "batch_size": 16, "latent_dim": 8,
               "data_dir": str(tmp_path / "data"), "artifacts_dir": str(tmp_path / "artifacts")}
+    # SIGINT restored for the child: under a background job (nohup, `&` in a script) it is
+    # inherited as ignored, and Python then installs no KeyboardInterrupt handler at all.
     proc = subprocess.Popen(cli_command(params), cwd=PROJECT,
                             env=os.environ | {"PREFECT_API_URL": prefect_api},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = tmp_path / "artifacts" / "train" / ".checkpoints"
     deadline = time.monotonic() + 180
     while not any(checkpoints.glob("*.npz")):  # training has started
