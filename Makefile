@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run score ingest drift simulate sweep test test-fast lint bench venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score ingest drift simulate sweep test test-fast lint bench bench-retrain bench-drift venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,12 @@ test-fast: venv    ## the inner loop: every test that needs no Prefect server or
 # Side by side on real MNIST: plain Keras vs ours, cached vs uncached (about 6 minutes).
 bench: venv        ## side-by-side benchmark on real MNIST
 	$(PY) -m benchmarks.run $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+bench-retrain: venv ## a warm retrain on a grown snapshot against a run from scratch (about 9 min)
+	$(PY) -m benchmarks.retrain $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+bench-drift: venv  ## the drift gate's false alarms and power on real MNIST (about 70 s)
+	$(PY) -m benchmarks.drift $(ARGS)
 
 lint: venv         ## ruff
 	$(VENV)/bin/ruff check mnist_autoencoder flows tasks tests benchmarks ops

@@ -115,13 +115,14 @@ def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path
 
     train, test = splits["train"], splits["test"]
     quiet = lambda _: None  # noqa: E731
-    baselines = compute_baselines(train, test, encoder.output_shape[-1], 0, log=quiet)
+    references, baselines = compute_baselines(train, test, encoder.output_shape[-1], 0,
+                                              log=quiet)
     codes = apply_in_chunks(encoder, test.x)
     evaluation, _ = evaluate_reconstruction(test, codes, apply_in_chunks(decoder, codes))
     analysis, _ = analyze_representation(
         train, test, apply_in_chunks(encoder, train.x), evaluation[TEST_ERRORS],
         lambda c: apply_in_chunks(decoder, c), baselines, 0, log=quiet)
-    for stage, outputs in (("baselines", {"baselines.json": baselines}),
+    for stage, outputs in (("baselines", references),
                            ("evaluate", evaluation), ("analyze", analysis)):
         write_outputs(work_dir / stage, outputs)
     confusion = evaluation["argmax_confusion.csv"].set_index("original_argmax")

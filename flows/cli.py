@@ -98,7 +98,8 @@ def build_parser(flow, prog: str | None = None) -> argparse.ArgumentParser:
         flags = dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"])
         required = default is inspect.Parameter.empty
         parser.add_argument(*flags, dest=name, type=_converter(annotation), required=required,
-                            default=None if required else default, help=help_text,
+                            default=None if required else default,
+                            help=help_text.replace("%", "%%"),  # argparse formats help with %
                             metavar=name.upper())
     return parser
 

@@ -11,9 +11,9 @@ from tasks.ingest import resolve_snapshot
 from tasks.preprocess import preprocess
 
 
-def run_data_stages(data: DataConfig, paths: PathsConfig,
-                    stages: list[StageRun]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the (raw, splits) descriptions of ``data``; ``paths`` must be resolved."""
+def run_data_stages(data: DataConfig, paths: PathsConfig, stages: list[StageRun]
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Return the (raw, snapshot, splits) descriptions of ``data``; ``paths`` must be resolved."""
     raw = run_stage(download, stages, dataset=data.dataset, source=data.source,
                     data_dir=paths.data_dir)
     snapshot = run_stage(resolve_snapshot, stages, dataset=data.dataset, snapshot=data.snapshot,
@@ -21,4 +21,4 @@ def run_data_stages(data: DataConfig, paths: PathsConfig,
     splits = run_stage(preprocess, stages, raw=raw, snapshot=snapshot, dataset=data.dataset,
                        val_size=data.val_size, seed=data.seed, train_subset=data.train_subset,
                        data_dir=paths.data_dir)
-    return raw, splits
+    return raw, snapshot, splits

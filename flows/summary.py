@@ -36,9 +36,11 @@ def format_stages(stages: list[StageRun]) -> list[str]:
     return ["Stages:", *rows, f"TensorFlow: {tf_note}"]
 
 
-def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str) -> str:
+def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str,
+                   notes: tuple[str, ...] | list[str] = ()) -> str:
     return "\n".join([
         *format_stages(stages),
+        *notes,
         "Metrics: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                 for k, v in metrics.items()),
         f"Report: {report_path}",

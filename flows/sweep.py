@@ -69,7 +69,7 @@ def mnist_sweep(
     validate(data, training, paths, variants, latent_dims, seeds, probe)
     paths = paths.resolved()
     stages: list[StageRun] = []
-    _, splits = run_data_stages(data, paths, stages)
+    _, _, splits = run_data_stages(data, paths, stages)
     grid = [(variant, size, seed) for variant in variants for size in latent_dims
             for seed in seeds]
     grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]

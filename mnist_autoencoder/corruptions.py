@@ -144,3 +144,14 @@ def corrupt(x: np.ndarray, name: str, seed: int) -> np.ndarray:
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}")
     return CORRUPTIONS[name](x, np.random.default_rng(seed))
+
+
+def corrupted_images(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Every corruption of ``CORRUPTIONS`` applied to ``x``, as 8-bit images (n, 784) uint8.
+
+    Rounded to whole grey levels, as MNIST-C stores its images and as any image file
+    holds them: a tenth of the float size, so a test split's corruptions can be kept
+    and reused by every model that is scored on them.
+    """
+    return {name: np.round(corrupt(x, name, seed) * 255).astype(np.uint8)
+            for name in CORRUPTIONS}

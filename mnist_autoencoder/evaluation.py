@@ -6,16 +6,26 @@ from typing import Any
 
 import numpy as np
 
-from mnist_autoencoder.metrics import argmax_pixel_confusion, loss_by_digit, reconstruction_errors
+from mnist_autoencoder.metrics import (
+    argmax_pixel_confusion,
+    loss_by_digit,
+    mean_errors,
+    reconstruction_errors,
+)
 from mnist_autoencoder.splits import Split
 
 N_SAMPLES_SHOWN = 10
 TEST_ERRORS = "test_errors.npz"  # per-image codes and errors, reused by the analysis
 
 
-def evaluate_reconstruction(test: Split, codes: np.ndarray,
-                            reconstruction: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (``{file name: value}`` to write, headline metrics) for one model's test set."""
+def evaluate_reconstruction(test: Split, codes: np.ndarray, reconstruction: np.ndarray,
+                            recent: tuple[Split, np.ndarray] | None = None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (``{file name: value}`` to write, headline metrics) for one model's test set.
+
+    ``recent`` is a grown snapshot's 'recent' holdout (images from its batches) and
+    its reconstruction: ``recent_bce``, ``recent_mse`` and ``n_recent`` join the metrics.
+    """
     bce, mse = reconstruction_errors(test.x, reconstruction)
     confusion = argmax_pixel_confusion(test.x, reconstruction)
     metrics = {
@@ -24,6 +34,10 @@ def evaluate_reconstruction(test: Split, codes: np.ndarray,
         "n_test": int(len(test.y)),
         "argmax_pixel_agreement": float(np.trace(confusion.to_numpy()) / len(test.y)),
     }
+    if recent is not None and len(recent[0].y):
+        errors = mean_errors(recent[0].x, recent[1])
+        metrics |= {"recent_bce": errors["test_bce"], "recent_mse": errors["test_mse"],
+                    "n_recent": int(len(recent[0].y))}
     shown = slice(0, N_SAMPLES_SHOWN)
     outputs = {
         "metrics.json": metrics,

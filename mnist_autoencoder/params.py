@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mnist_autoencoder.catalog import datasets
 from mnist_autoencoder.download import local_source_dir
 from mnist_autoencoder.paths import models_dir, resolve_dir
-from mnist_autoencoder.registry import check_layout
+from mnist_autoencoder.registry import POLICIES, check_layout
 from mnist_autoencoder.splits import FORMATS
 
 
@@ -116,14 +116,29 @@ def validate_paths(paths: PathsConfig) -> None:
                 f"must be a writable directory (checked {existing})")
 
 
+# A warm start: 5 epochs at 3e-4 from the parent matched 50 epochs from scratch on a grown
+# MNIST snapshot (test BCE 0.09179 against 0.09197) in a fifth of the time; at the full
+# learning rate of 1e-3 it was 0.09195 (docs/retraining.md, python -m benchmarks.retrain).
+WARM_EPOCHS = 5
+WARM_LEARNING_RATE = 3e-4
+
+
 def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
-                      latent_dim: int, promotion_tolerance: float) -> None:
+                      latent_dim: int, promotion_tolerance: float, warm_start: bool = True,
+                      warm_epochs: int = WARM_EPOCHS,
+                      warm_learning_rate: float = WARM_LEARNING_RATE,
+                      drift_policy: str = "hold-anomalous") -> None:
     """Raise for the first parameter of the pipeline flow that cannot work."""
     validate_data(data)
     require(latent_dim >= 1, "latent_dim", latent_dim, "must be at least 1")
     validate_training(training)
     require(0 <= promotion_tolerance < 1, "promotion_tolerance", promotion_tolerance,
             "must be in [0, 1)")
+    require(warm_epochs >= 1, "warm_epochs", warm_epochs, "must be at least 1")
+    require(0 < warm_learning_rate <= 1, "warm_learning_rate", warm_learning_rate,
+            "must be in (0, 1]")
+    require(drift_policy in POLICIES, "drift_policy", drift_policy,
+            f"choose one of {list(POLICIES)}")
     validate_paths(paths)
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
     from mnist_autoencoder.snapshots import resolve

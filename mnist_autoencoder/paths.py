@@ -18,6 +18,9 @@ CACHE_DIR_ENV = "MNIST_AE_CACHE_DIR"
 MODEL_FILES = ("autoencoder.keras", "encoder.keras", "decoder.keras")
 HISTORY_FILE = "history.csv"
 CALIBRATION_FILE = "calibration.json"  # the anomaly score's statistics and thresholds
+# In baselines and analyze outputs: what they were computed from (the splits, the model), by
+# which a later run finds its parent's (``lineage``).
+SOURCE_FILE = "source.json"
 
 
 def cache_dir() -> Path:

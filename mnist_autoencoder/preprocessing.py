@@ -72,6 +72,16 @@ def build_splits(train_images, train_labels, test_images, test_labels,
     return splits | {"recent": split(recent_idx)}  # empty until a snapshot adds batches
 
 
+def split_sha256(split: Split) -> str:
+    """The content hash of one split's images and labels: the test split's identity across
+    snapshots (which all share it), so what depends only on it is computed once."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(split.x).tobytes())
+    digest.update(np.ascontiguousarray(split.y).tobytes())
+    return digest.hexdigest()
+
+
 def npz_arrays(splits: dict[str, Split], metadata: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of ``splits.npz``: ``<split>_<field>`` plus the metadata as JSON."""
     arrays = {f"{name}_{field}": getattr(split, field)
@@ -114,6 +124,7 @@ def split_files(raw_dir: Path, files: dict[str, str], val_size: int, seed: int,
     splits = build_splits(train_images, train_labels, test_images, test_labels, val_size, seed,
                           train_subset, added)
     metadata = {"source_sha256": source_hashes, "val_size": val_size, "seed": seed,
+                "test_sha256": split_sha256(splits["test"]),
                 "snapshot": snapshot["id"] if snapshot else None,
                 "train_subset": train_subset,
                 "image_shape": list(train_images.shape[1:]),

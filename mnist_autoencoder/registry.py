@@ -9,7 +9,10 @@ Layout under ``<artifacts>/models/``::
 The registry is the source of truth; ``champion/`` is a copy of the model it
 names. A challenger is compared with the champion of its own dataset *on the
 same test split* (the champion is re-scored on the challenger's test set) and is
-promoted when its test BCE is at most ``champion * (1 + tolerance)``.
+promoted when its test BCE is at most ``champion * (1 + tolerance)``, unless the
+promotion is held (``hold_reason``: the drift gate tripped on the data it was
+trained on, as the drift policy counts it): then the row says ``held`` with the
+reason, and the champion stays.
 
 Before each decision the champion is checked as it is now. Deleted, damaged
 (its files fail the hashes in ``champion.json``) or replaced by hand (not the
@@ -48,6 +51,40 @@ DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal
 
 class RegistryError(RuntimeError):
     """The registry's state cannot be used as it is; the message says what to do."""
+
+
+# What a trip does to the promotion of a model trained on the drifted batches (docs/drift.md):
+# - hold-anomalous: hold it when the batch is also anomalous in bulk, i.e. the anomaly score
+#   flags more than HOLD_FLAGGED_SHARE of it (3x the calibrated 1%): corrupted or foreign
+#   images. A trip without that (new writers, a class missing) is recorded, and the usual
+#   champion/challenger rule decides.
+# - hold: hold it on every trip; record: never hold, only record.
+POLICIES = ("hold-anomalous", "hold", "record")
+DEFAULT_POLICY = "hold-anomalous"
+HOLD_FLAGGED_SHARE = 0.03
+
+
+def hold_reason(gate: dict[str, Any] | None, policy: str) -> str | None:
+    """Why the promotion of a model trained on the gate's batches waits; None: it need not.
+
+    ``gate`` is the pipeline's drift stage result (``checked``, ``tripped``, ``line``,
+    and, when it ran, ``dir`` and ``drift``, its ``drift.json``).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown drift policy {policy!r}; choose one of {list(POLICIES)}")
+    if policy == "record" or not gate or not gate.get("tripped"):
+        return None
+    flagged = (gate.get("drift") or {}).get("flagged") or {}
+    share = flagged.get("batch", 1.0)
+    if policy == "hold-anomalous" and share <= HOLD_FLAGGED_SHARE:
+        return None
+    why = ("" if policy == "hold" else
+           f" and flagged {share:.1%} of the new images as anomalous (more than "
+           f"{HOLD_FLAGGED_SHARE:.0%})")
+    where = f" (report: {Path(gate['dir']) / 'drift.md'})" if gate.get("dir") else ""
+    return (f"promotion held because the drift gate tripped on the new data{why}{where}: "
+            f"{gate['line']}. To promote it after review, run again with "
+            "--drift-policy record")
 
 
 def champion_dir(models_dir: Path, dataset: str) -> Path:
@@ -163,7 +200,8 @@ def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> Non
         write_json_atomic(tmp / CHAMPION_INFO, info)
 
 
-def _store_dir(models_dir: Path, dataset: str, sha: str) -> Path:
+def store_dir(models_dir: Path, dataset: str, sha: str) -> Path:
+    """Where every promoted model of ``dataset`` is kept, by its ``model_sha256``."""
     return Path(models_dir) / dataset / "store" / sha[:24]
 
 
@@ -186,7 +224,7 @@ def repair_champion(models_dir: Path, dataset: str) -> str | None:
     expected = registered_champion(models_dir, dataset)
     if expected is None:
         return f"Champion set aside: {problems[0]}; no registered champion to reinstate."
-    for source in (_store_dir(models_dir, dataset, expected["model_sha256"]),
+    for source in (store_dir(models_dir, dataset, expected["model_sha256"]),
                    Path(expected["model_path"])):
         if holds_model(source, expected["model_sha256"]):
             info = {k: expected[k] for k in ("run_id", "dataset", "test_bce", "model_sha256",
@@ -209,13 +247,14 @@ def _identity(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, tolerance: float,
-                  score_champion: Callable[[Path], float], run: dict[str, Any]) -> dict[str, Any]:
+                  score_champion: Callable[[Path], float], run: dict[str, Any],
+                  hold: str | None = None) -> dict[str, Any]:
     """Check the champion, decide, install the challenger if it wins, record the decision.
 
     ``challenger`` holds ``model_dir`` and ``test_bce`` (and ``test_mse``);
     ``score_champion`` re-scores a champion directory on the challenger's test
     split; ``run`` holds the registry's descriptive columns (run id, parameters,
-    hashes, code version).
+    hashes, code version). ``hold``: why a challenger that wins is not installed.
     """
     models_dir = Path(models_dir)
     check_layout(models_dir)
@@ -225,16 +264,19 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
         champion = read_champion(directory)
         champion_bce = score_champion(directory) if champion else None
         promoted, reason = decide(challenger["test_bce"], champion_bce, tolerance)
+        held = promoted and hold is not None
+        if held:
+            promoted, reason = False, f"{hold}; otherwise it would be promoted: {reason}"
         files = champion_files(Path(challenger["model_dir"]))
         sha = model_sha256(model_files(Path(challenger["model_dir"])))
         now = _now()
         row = {**run, "dataset": dataset, "time": now,
-               "event": "promoted" if promoted else "kept out",
+               "event": "promoted" if promoted else "held" if held else "kept out",
                "test_bce": challenger["test_bce"], "test_mse": challenger.get("test_mse"),
                "champion_test_bce": champion_bce, "model_path": challenger["model_dir"],
                "model_sha256": sha, "promoted": promoted, "reason": reason}
         if promoted:
-            store = _store_dir(models_dir, dataset, sha)
+            store = store_dir(models_dir, dataset, sha)
             if not holds_model(store, sha):
                 install_champion(Path(challenger["model_dir"]), store, {"model_sha256": sha})
             install_champion(Path(challenger["model_dir"]), directory,
@@ -242,7 +284,7 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
                               "promoted_at": now, "model_path": challenger["model_dir"],
                               "model_sha256": sha, "files": files})
         append_registry(models_dir, row)
-    return {"promoted": promoted, "reason": reason, "champion_dir": str(directory),
+    return {"promoted": promoted, "held": held, "reason": reason, "champion_dir": str(directory),
             "champion_test_bce": champion_bce, "challenger_test_bce": challenger["test_bce"],
             "repaired": repaired}
 
@@ -268,7 +310,7 @@ def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -
     rows = (table[(table["run_id"] == model) & (table["dataset"] == dataset)]
             if {"run_id", "dataset"} <= set(table) else table)
     for row in rows.iloc[::-1].to_dict("records"):
-        for source in (_store_dir(models_dir, dataset, str(row.get("model_sha256"))),
+        for source in (store_dir(models_dir, dataset, str(row.get("model_sha256"))),
                        Path(str(row.get("model_path")))):
             if holds_model(source, row.get("model_sha256")):
                 return source

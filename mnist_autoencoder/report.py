@@ -19,19 +19,36 @@ TITLE = "MNIST shallow autoencoder: report"
 def build_sections(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: dict[str, Any],
                    splits: dict[str, Any], raw: dict[str, Any], summary: dict[str, Any] | None,
                    decision: dict[str, Any] | None, code: str,
-                   anomaly: pd.DataFrame | None = None) -> list[Section]:
-    """The report's content, shared by the Markdown and the HTML versions."""
+                   anomaly: pd.DataFrame | None = None,
+                   drift: dict[str, Any] | None = None) -> list[Section]:
+    """The report's content, shared by the Markdown and the HTML versions.
+
+    ``drift`` is the pipeline's drift gate result (``drift`` holds its
+    ``drift.json`` when the gate ran).
+    """
     config = trained["config"]
     stopped = " (stopped early)" if trained["stopped_early"] else ""
+    start = ("warm start from the parent model "
+             f"{str(config.get('parent_model_sha256'))[:12]}" if config.get("init") == "warm"
+             else "from scratch")
+    recent = ([("recent holdout: binary cross-entropy / MSE",
+                f"{metrics['recent_bce']:.4f} / {metrics['recent_mse']:.4f} "
+                f"({metrics['n_recent']} images of the snapshot's batches)")]
+              if "recent_bce" in metrics else [])
     sections = [Section("Test-set reconstruction", table=key_value_table([
         ("binary cross-entropy", metrics["test_bce"]),
         ("mean squared error", metrics["test_mse"]),
         ("test images", metrics["n_test"]),
+        *recent,
+        ("training", start),
         ("epochs run", f"{trained['epochs_run']} of {config['epochs']}{stopped}"),
         ("final training / validation loss",
          f"{trained['final_loss']:.4f} / {trained['final_val_loss']:.4f}")]))]
+    if drift is not None:
+        sections.append(drift_section(drift))
     if decision is not None:
-        verdict = "Promoted to champion" if decision["promoted"] else "Not promoted"
+        verdict = ("Promoted to champion" if decision["promoted"] else
+                   "Held for review" if decision.get("held") else "Not promoted")
         sections.append(Section("Champion decision", f"{verdict}: {decision['reason']}. "
                                                      f"Champion: `{decision['champion_dir']}`."))
     sections += [
@@ -105,6 +122,24 @@ def build_sections(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: dic
     return sections
 
 
+def drift_section(gate: dict[str, Any]) -> Section:
+    """The drift gate on the snapshot's new batches: its verdict and one row per test."""
+    title = "Drift gate: the new data against the parent model"
+    if not gate.get("checked"):
+        return Section(title, gate["line"] + ".")
+    result = gate["drift"]
+    rows = [(t["name"], "skipped: " + t["skipped"], "", "", "") if t["skipped"] else
+            (t["name"], f"{'chi2' if t['name'] == 'labels' else 'KS D'} {t['statistic']:.4f}",
+             f"{t['p_value']:.3g}", f"{t['threshold']:.3g}", "yes" if t["drift"] else "no")
+            for t in result["tests"]]
+    return Section(title, f"{result['n_batch']} new images against the parent's "
+                          f"{result['n_reference']} validation images "
+                          f"({result['reference']['note']}). {gate['line']}. "
+                          + " ".join(f"{r[0].upper()}{r[1:]}." for r in result["reasons"]),
+                   table=pd.DataFrame(rows, columns=["test", "statistic", "p-value",
+                                                     "threshold", "drift"]))
+
+
 def draw_figures(history: pd.DataFrame, samples: dict[str, np.ndarray],
                  confusion: pd.DataFrame, analysis: dict[str, Any] | None) -> dict[str, Any]:
     """Every figure of the report, keyed by the name sections refer to.
@@ -151,7 +186,8 @@ def report_files(sections: list[Section], drawn: dict[str, Any]) -> dict[str, An
 def summary_markdown(metrics: dict[str, Any], summary: dict[str, Any],
                      decision: dict[str, Any], report_dir: str) -> str:
     probes = ", ".join(f"{k} {v:.1%}" for k, v in summary["probe_accuracy"].items())
-    verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+    verdict = ("promoted to champion" if decision["promoted"] else
+               "held for review" if decision.get("held") else "not promoted")
     return (f"**Test BCE {metrics['test_bce']:.4f}, MSE {metrics['test_mse']:.4f}** "
             f"(PCA with {summary['latent_dim']} components: MSE {summary['pca_test_mse']:.4f}). "
             f"Linear probe accuracy: {probes}. Dead latent units: {summary['dead_units']}. "

@@ -52,10 +52,11 @@ class Snapshot:
     id: str
     dataset: str
     batches: tuple[Batch, ...]
+    ancestors: tuple[str, ...] = ()  # the snapshots this one grew from, oldest (the base) first
 
     def describe(self) -> dict[str, Any]:
-        """The small value the pipeline's stages key on: the id and each batch's hash."""
-        return {"id": self.id, "dataset": self.dataset,
+        """The small value the pipeline's stages key on: the id, each batch's hash, the history."""
+        return {"id": self.id, "dataset": self.dataset, "ancestors": list(self.ancestors),
                 "batches": [{"id": b.id, "path": str(b.path), "sha256": b.sha256,
                              "count": b.count} for b in self.batches]}
 
@@ -108,7 +109,7 @@ def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
         if sha256_file(batch.path) != batch.sha256:
             raise SnapshotError(f"{batch.path}: batch {batch.id} changed since it was ingested "
                                 f"(SHA-256 differs from the manifest's); restore it")
-    return Snapshot(wanted, dataset, batches)
+    return Snapshot(wanted, dataset, batches, tuple(ids[:ids.index(wanted)]))
 
 
 def image_hashes(images: np.ndarray) -> list[str]:

@@ -34,17 +34,24 @@ class TrainedModel:
 
 def train_model(variant: str, x_train: np.ndarray, x_val: np.ndarray, *, latent_dim: int,
                 epochs: int, batch_size: int, learning_rate: float, patience: int, seed: int,
-                checkpoint: Path | None = None, log=print, label: str = "") -> TrainedModel:
+                checkpoint: Path | None = None, init: Path | None = None, log=print,
+                label: str = "") -> TrainedModel:
     """Build ``variant`` and fit it on ``x_train``; log one line per epoch.
 
-    With ``checkpoint``, a killed run resumes from its last finished epoch.
+    With ``init``, a saved model's folder of the same variant and code size, training
+    starts from its weights (a warm start; the optimizer starts fresh). With
+    ``checkpoint``, a killed run resumes from its last finished epoch.
     """
-    from mnist_autoencoder.inference import model_outputs
+    from mnist_autoencoder.inference import load_model, model_outputs
     from mnist_autoencoder.model import fit_autoencoder
     from mnist_autoencoder.variants import JIT_COMPILE, build_variant
 
     autoencoder, encoder, decoder = build_variant(variant, x_train.shape[1], latent_dim,
                                                   learning_rate, seed)
+    if init is not None:
+        for name, model in (("encoder.keras", encoder), ("decoder.keras", decoder)):
+            model.set_weights(load_model(init, name).get_weights())
+        log(f"{label}Starting from the weights of {init}")
     if checkpoint is not None and checkpoint.is_file():
         log(f"{label}Resuming from the checkpoint {checkpoint}")
     log(f"{label}Training {variant} on {len(x_train)} samples, validating on {len(x_val)}, "

@@ -1,7 +1,7 @@
 """Watch the growing-data loop on one machine: cut MNIST into a base and batches, ingest them.
 
     python -m ops.simulate [--source ../shared/data/mnist] [--base 40000] [--batches 3]
-                           [--batch-size 5000] [--ingest]
+                           [--batch-size 5000] [--ingest] [--out data/simulate] [--data-dir data]
 
 Writes ``data/simulate/``: the base (the first ``--base`` training images and the
 whole test set) as IDX files, declared in ``data/catalog.json`` as dataset
@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_autoencoder.catalog import IDX_NAMES, ROLES, DatasetSpec, declare, get_dataset
+from mnist_autoencoder.catalog import (
+    IDX_NAMES,
+    ROLES,
+    DatasetSpec,
+    catalog_file,
+    declare,
+    get_dataset,
+)
 from mnist_autoencoder.corruptions import add_noise, invert, rotate
 from mnist_autoencoder.download import download_dataset
 from mnist_autoencoder.idx import load_images_and_labels
@@ -57,12 +64,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--ingest", action="store_true", help="ingest the batches too")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "data" / "simulate"),
+                        help="where the base, the batches and the shifted batches go")
+    parser.add_argument("--data-dir", default=str(PROJECT_ROOT / "data"),
+                        help="the pipeline's data folder (MNIST is verified into its raw/)")
     args = parser.parse_args()
     if args.base + args.batches * args.batch_size + 3_000 > 60_000:
         parser.error("--base + --batches x --batch-size must leave 3,000 of MNIST's 60,000 "
                      "training images for the shifted batches")
-    out = PROJECT_ROOT / "data" / "simulate"
-    raw = PROJECT_ROOT / "data" / "raw" / "mnist"
+    out, data_dir = Path(args.out).resolve(), Path(args.data_dir).resolve()
+    raw = data_dir / "raw" / "mnist"
     download_dataset("mnist", args.source, raw, log=lambda _: None)
     names = get_dataset("mnist").file_names()
     train, train_labels = load_images_and_labels(raw / names["train_images"],
@@ -76,7 +87,7 @@ def main() -> None:
         (base / IDX_NAMES[role]).read_bytes())).hexdigest()) for role in ROLES}
     declare(DATASET, DatasetSpec(files, (str(base),), args.base, len(test)))  # its own mirror
     print(f"Base: {args.base} training and {len(test)} test images in {base}, "
-          f"declared as dataset {DATASET} in data/catalog.json")
+          f"declared as dataset {DATASET} in {catalog_file()}")
     batch_dirs = []
     for k in range(args.batches):
         start = args.base + k * args.batch_size
@@ -98,9 +109,10 @@ def main() -> None:
           f"batches (rotated, noisy, inverted; 1,000 each) in {out / 'shifted'}")
     for directory in batch_dirs:
         command = [sys.executable, "-m", "flows.ingest", "--batch", str(directory),
-                   "--dataset", DATASET]
-        print("$ make ingest BATCH=" + str(directory.relative_to(PROJECT_ROOT))
-              + f" ARGS='--dataset {DATASET}'")
+                   "--dataset", DATASET, "--data-dir", str(data_dir)]
+        shown = (directory.relative_to(PROJECT_ROOT) if directory.is_relative_to(PROJECT_ROOT)
+                 else directory)
+        print(f"$ make ingest BATCH={shown} ARGS='--dataset {DATASET}'")
         if args.ingest:
             done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
             if done.returncode:

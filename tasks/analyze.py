@@ -10,27 +10,38 @@ from prefect import task
 from mnist_autoencoder.analysis import analyze_representation, anomaly_table
 from mnist_autoencoder.evaluation import TEST_ERRORS
 from mnist_autoencoder.inference import apply_in_chunks, encode, load_model
-from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, stage_root
+from mnist_autoencoder.probes import read_states
 from mnist_autoencoder.scoring import DEFAULT_FPR, load_scorer
 from tasks.caching import stage_task_options
+from tasks.corrupt import CORRUPTED_FILE
 from tasks.io import StageIO, read, read_splits
 
 
 @task(**stage_task_options("analyze", ignore=("cache_format",)))
 def analyze(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
-            baselines: dict[str, Any], cache_format: str, seed: int,
-            artifacts_dir: str) -> dict[str, Any]:
-    """Probe, latent views and anomalies; return ``{dir, files, hash, summary}``."""
-    io = StageIO(stage_root(artifacts_dir, "analyze"), trained, evaluation, splits)
+            baselines: dict[str, Any], corrupted: dict[str, Any], cache_format: str, seed: int,
+            artifacts_dir: str, warm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Probe, latent views and anomalies; return ``{dir, files, hash, summary}``.
+
+    ``corrupted``: the ``corrupt`` stage's test images; ``warm``: the parent model's
+    analyze output, whose probe and t-SNE layout these start from.
+    """
+    io = StageIO(stage_root(artifacts_dir, "analyze"), trained, evaluation, splits, corrupted,
+                 *([warm] if warm else []))
     data = read_splits(splits, cache_format, ("train", "test"))
     decoder = load_model(trained["dir"], "decoder.keras")
+    start = warm and {"probe": read_states(read(warm, "probes.npz")).get("codes"),
+                      **read(warm, "views.npz")}
     outputs, summary = analyze_representation(
         data["train"], data["test"], encode(trained["dir"], data["train"].x),
         read(evaluation, TEST_ERRORS), lambda codes: apply_in_chunks(decoder, codes),
-        baselines["summary"], seed, log=io.log)
+        baselines["summary"], seed, log=io.log, warm=start)
     scorer = load_scorer(trained["dir"])
     threshold = scorer.calibration.threshold(DEFAULT_FPR)
     io.log("Anomaly score on corrupted test digits")
-    outputs["anomaly.csv"] = anomaly_table(scorer.score, threshold, data["test"].x, seed)
+    outputs["anomaly.csv"] = anomaly_table(scorer.score, threshold, data["test"].x,
+                                           read(corrupted, CORRUPTED_FILE))
+    outputs[SOURCE_FILE] = {"model_files": {name: trained["files"][name] for name in MODEL_FILES}}
     io.log(f"Representation summary: {json.dumps(summary)}")
     return io.write(outputs, summary=summary)

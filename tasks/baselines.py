@@ -7,19 +7,24 @@ from typing import Any
 from prefect import task
 
 from mnist_autoencoder.baselines import compute_baselines
-from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.paths import SOURCE_FILE, stage_root
+from mnist_autoencoder.probes import read_states
 from tasks.caching import stage_task_options
-from tasks.io import StageIO, read_splits
+from tasks.io import StageIO, read, read_splits
 
 
 @task(**stage_task_options("baselines", ignore=("cache_format",)))
 def baselines(splits: dict[str, Any], cache_format: str, latent_dim: int, seed: int,
-              artifacts_dir: str) -> dict[str, Any]:
+              artifacts_dir: str, warm: dict[str, Any] | None = None) -> dict[str, Any]:
     """PCA with ``latent_dim`` components and the probes; return ``{dir, files, hash, summary}``.
 
+    ``warm``: the parent run's baselines output, whose probes these start from.
     ``cache_format`` is not part of the cache key: both formats hold identical arrays.
     """
-    io = StageIO(stage_root(artifacts_dir, "baselines"), splits)
+    io = StageIO(stage_root(artifacts_dir, "baselines"), splits, *([warm] if warm else []))
     data = read_splits(splits, cache_format, ("train", "test"))
-    summary = compute_baselines(data["train"], data["test"], latent_dim, seed, log=io.log)
-    return io.write({"baselines.json": summary}, summary=summary)
+    outputs, summary = compute_baselines(data["train"], data["test"], latent_dim, seed,
+                                         log=io.log,
+                                         warm=read_states(warm and read(warm, "probes.npz")))
+    source = {"splits_sha256": splits["hash"], "n_components": latent_dim, "seed": seed}
+    return io.write(outputs | {SOURCE_FILE: source}, summary=summary)

@@ -1,10 +1,14 @@
-"""drift: a batch checked against the champion's validation split (``mnist_autoencoder.drift``).
+"""drift: a batch checked against a model's validation split (``mnist_autoencoder.drift``).
 
-Cached like ``score``: on the model's content, the batch's content and the data
-folder the reference comes from; the same batch against the same champion is a
-cached no-op (and emits nothing again). A batch that drifts is announced as the
-Prefect event ``mnist.drift.detected``; every check leaves the markdown artifact
-``mnist-drift`` with its table.
+Two stages of that name share the check and what follows it. ``drift`` (flow
+``mnist-drift``) checks any batch against the dataset's champion without
+ingesting it; ``drift_gate`` (the pipeline, before ``train``) checks the batches
+a snapshot added since its parent model (``mnist_autoencoder.lineage``) against
+that model. Both are cached on the model's content, the images' content and the
+data folder the reference comes from: the same images against the same model
+are checked, and announced, once. A batch that drifts is announced as the
+Prefect event ``mnist.drift.detected``; every check leaves the markdown
+artifact ``mnist-drift`` with its table.
 """
 
 from __future__ import annotations
@@ -16,16 +20,26 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from mnist_autoencoder.drift import batch_sample, detect, reference_sample, reference_split
+from mnist_autoencoder.drift import (
+    MIN_BATCH,
+    WHY_MIN_BATCH,
+    Sample,
+    batch_sample,
+    detect,
+    reference_sample,
+    reference_split,
+)
 from mnist_autoencoder.inputs import open_input
 from mnist_autoencoder.paths import stage_root
 from mnist_autoencoder.registry import read_champion
-from mnist_autoencoder.scoring import load_scorer
+from mnist_autoencoder.scoring import DEFAULT_FPR, load_scorer
+from mnist_autoencoder.snapshots import load_batch_files
+from mnist_autoencoder.storage import sha256_json
 from tasks.caching import stage_task_options
 from tasks.io import StageIO
 
 EVENT = "mnist.drift.detected"
-RESOURCE_PREFIX = "mnist.drift."  # resource ids: mnist.drift.<dataset>.<batch fingerprint[:12]>
+RESOURCE_PREFIX = "mnist.drift."  # resource ids: mnist.drift.<dataset>.<images' hash[:12]>
 
 
 @task(**stage_task_options("drift", ignore=("location",)))
@@ -34,14 +48,53 @@ def drift(model: dict[str, Any], location: str, fingerprint: str, dataset: str,
     """Compare the batch with the champion's validation split; write ``drift.json``/``.md``."""
     io = StageIO(stage_root(artifacts_dir, "drift"), model)
     scorer = load_scorer(model["dir"])
-    split, source = reference_split(Path(data_dir), dataset, read_champion(model["dir"]) or {})
+    batch = batch_sample(scorer.columns, open_input(location).iter_chunks())
+    return _check(io, scorer, read_champion(model["dir"]) or {}, batch, dataset, data_dir,
+                  fingerprint, f"batch `{location}`", {"location": location})
+
+
+@task(**stage_task_options("drift"))
+def drift_gate(model: dict[str, Any] | None, batches: list[dict[str, Any]],
+               reference: dict[str, Any] | None, reason: str, dataset: str, data_dir: str,
+               artifacts_dir: str) -> dict[str, Any]:
+    """Check the snapshot's new batches against the parent model, before training on them.
+
+    ``model`` is the parent's stored model (None: no parent, nothing to check),
+    ``batches`` the batches added since its snapshot, ``reference`` the registry
+    fields that find its validation split. Returns ``{checked, tripped, line, ...}``.
+    """
+    if model is None:
+        return {"checked": False, "tripped": False, "line": f"Drift: not checked ({reason})"}
+    io = StageIO(stage_root(artifacts_dir, "drift"), model)
+    count = sum(b["count"] for b in batches)
+    if count < MIN_BATCH:
+        line = (f"Drift: not checked ({count} new images since the parent's snapshot; the "
+                f"gate needs at least {MIN_BATCH}: {WHY_MIN_BATCH})")
+        io.log(line)
+        return {"checked": False, "tripped": False, "line": line}
+    scorer = load_scorer(model["dir"])
+    images, labels, _ = load_batch_files([b["path"] for b in batches])
+    fingerprint = sha256_json([b["sha256"] for b in batches])
+    names = ", ".join(b["id"] for b in batches)
+    checked = _check(io, scorer, reference, reference_sample(scorer.columns, images, labels),
+                     dataset, data_dir, fingerprint, f"the new batches ({names}; {count} images)",
+                     {"parent_snapshot": reference["snapshot"], "batches": names})
+    return checked | {"checked": True, "tripped": checked["drift"]["drift"]}
+
+
+def _check(io: StageIO, scorer, info: dict[str, Any], batch: Sample, dataset: str,
+           data_dir: str, fingerprint: str, what: str,
+           context: dict[str, Any]) -> dict[str, Any]:
+    """Test ``batch`` against the model's validation split; write, publish and announce."""
+    split, source = reference_split(Path(data_dir), dataset, info)
     io.log(f"Reference: {source['n']} images ({source['kind']}: {source['note']})")
-    reference = reference_sample(scorer.columns, split.x, split.y)
-    report = detect(reference, batch_sample(scorer.columns, open_input(location).iter_chunks()))
+    report = detect(reference_sample(scorer.columns, split.x, split.y), batch,
+                    threshold=(scorer.calibration.threshold(DEFAULT_FPR), DEFAULT_FPR))
     result = report.to_json() | {"dataset": dataset, "fingerprint": fingerprint,
                                  "reference": source, "line": report.line()}
-    markdown = (f"# Drift check of a {dataset} batch\n\nBatch `{location}` (content "
-                f"{fingerprint[:12]}); reference: {source['note']}.\n\n{report.markdown()}")
+    markdown = (f"# Drift check of a {dataset} batch\n\n{what[0].upper() + what[1:]} "
+                f"(content {fingerprint[:12]}); reference: {source['note']}.\n\n"
+                f"{report.markdown()}")
     written = io.write({"drift.json": result, "drift.md": markdown}, drift=result)
     create_markdown_artifact(key="mnist-drift", markdown=markdown,
                              description=f"Drift check: {report.line()}")
@@ -52,9 +105,9 @@ def drift(model: dict[str, Any], location: str, fingerprint: str, dataset: str,
                              "prefect.resource.name": f"{dataset} batch {fingerprint[:12]}",
                              "dataset": dataset},
                    payload={k: result[k] for k in ("drift", "alpha", "n_reference", "n_batch",
-                                                   "tests", "reasons", "line")}
-                   | {"location": location, "report": str(Path(written["dir"]) / "drift.md")})
+                                                   "tests", "reasons", "flagged", "line")}
+                   | context | {"report": str(Path(written["dir"]) / "drift.md")})
         io.log(f"{report.line()}; event {EVENT} emitted")
     else:
         io.log(report.line())
-    return written
+    return written | {"line": report.line()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from prefect import task
 
 from mnist_autoencoder.evaluation import evaluate_reconstruction
@@ -16,9 +17,15 @@ from tasks.io import StageIO, read_splits
 @task(**stage_task_options("evaluate", ignore=("cache_format",)))
 def evaluate(trained: dict[str, Any], splits: dict[str, Any], cache_format: str,
              artifacts_dir: str) -> dict[str, Any]:
-    """Evaluate the trained model on the test split; return ``{dir, files, hash, metrics}``."""
+    """Evaluate the trained model on the test split (and the snapshot's recent holdout).
+
+    Returns ``{dir, files, hash, metrics}``.
+    """
     io = StageIO(stage_root(artifacts_dir, "evaluate"), trained, splits)
-    test = read_splits(splits, cache_format, ("test",))["test"]
-    outputs, metrics = evaluate_reconstruction(test, *reconstruct(trained["dir"], test.x))
+    data = read_splits(splits, cache_format, ("test", "recent"))
+    test, recent, n = data["test"], data["recent"], len(data["test"].y)
+    codes, rebuilt = reconstruct(trained["dir"], np.concatenate([test.x, recent.x]))  # one load
+    outputs, metrics = evaluate_reconstruction(
+        test, codes[:n], rebuilt[:n], (recent, rebuilt[n:]) if len(recent.y) else None)
     io.log(f"Test metrics: {metrics}")
     return io.write(outputs, metrics=metrics)

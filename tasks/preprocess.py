@@ -26,6 +26,6 @@ def preprocess(raw: dict[str, Any], snapshot: dict[str, Any], dataset: str, val_
                         raw["files"], train_subset, snapshot)
     metadata = files["metadata.json"]
     written = io.write(files, counts=metadata["counts"], n_features=metadata["n_features"],
-                       snapshot=snapshot["id"])
+                       snapshot=snapshot["id"], test_sha256=metadata["test_sha256"])
     io.log(f"Splits {metadata['counts']} written to {io.dir}")
     return written

@@ -3,6 +3,8 @@
 The only stage that changes state outside its own outputs, so its cache record is
 trusted only while the dataset's champion is intact: a champion deleted, damaged
 or replaced by hand makes the stage run again, reinstate it and decide again.
+When the drift gate tripped on the data the model was trained on, the
+``drift_policy`` says whether the promotion is held (``registry.hold_reason``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from prefect.artifacts import create_markdown_artifact
 from mnist_autoencoder.inference import reconstruct
 from mnist_autoencoder.metrics import mean_errors
 from mnist_autoencoder.paths import models_dir
-from mnist_autoencoder.registry import champion_problems, promote_model
+from mnist_autoencoder.registry import (
+    DEFAULT_POLICY,
+    champion_problems,
+    hold_reason,
+    promote_model,
+)
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 
@@ -28,8 +35,12 @@ def _champion_problems(inputs: dict[str, Any]) -> list[str]:
 @task(**stage_task_options("promote", ignore=("cache_format",), check=_champion_problems))
 def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
             raw: dict[str, Any], dataset: str, cache_format: str, tolerance: float,
-            artifacts_dir: str) -> dict[str, Any]:
-    """Compare the new model with the dataset's champion and promote it if it is not worse."""
+            artifacts_dir: str, drift: dict[str, Any] | None = None,
+            drift_policy: str = DEFAULT_POLICY) -> dict[str, Any]:
+    """Compare the new model with the dataset's champion and promote it if it is not worse.
+
+    ``drift``: the drift gate's result on the data the model was trained on.
+    """
     from prefect.runtime import flow_run
 
     io = StageIO(None, trained, splits)
@@ -40,12 +51,18 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
                                     sort_keys=True),
            "data_sha256": raw["hash"], "splits_sha256": splits["hash"],
            "snapshot": splits["snapshot"],
-           "code_version": trained["code_version"]}
+           "code_version": trained["code_version"],
+           "init": trained["config"].get("init", "scratch"),
+           "parent_model_sha256": trained["config"].get("parent_model_sha256"),
+           "drift": (drift or {}).get("line"), "drift_policy": drift_policy}
     decision = promote_model(
         {"model_dir": trained["dir"], "test_bce": metrics["test_bce"],
          "test_mse": metrics["test_mse"]}, models_dir(artifacts_dir), dataset, tolerance,
-        lambda champion: mean_errors(test.x, reconstruct(champion, test.x)[1])["test_bce"], run)
-    verdict = "promoted to champion" if decision["promoted"] else "kept out; champion unchanged"
+        lambda champion: mean_errors(test.x, reconstruct(champion, test.x)[1])["test_bce"], run,
+        hold=hold_reason(drift, drift_policy))
+    verdict = ("promoted to champion" if decision["promoted"] else
+               "held for review; champion unchanged" if decision["held"] else
+               "kept out; champion unchanged")
     if decision["repaired"]:
         io.log(decision["repaired"])
     create_markdown_artifact(

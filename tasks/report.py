@@ -16,7 +16,7 @@ from tasks.io import StageIO, read
 @task(**stage_task_options("report"))
 def report(raw: dict[str, Any], splits: dict[str, Any], trained: dict[str, Any],
            evaluation: dict[str, Any], analysis: dict[str, Any], decision: dict[str, Any],
-           artifacts_dir: str) -> dict[str, Any]:
+           artifacts_dir: str, drift: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the report and publish it as Prefect artifacts; return ``{dir, files, hash}``."""
     io = StageIO(stage_root(artifacts_dir, "report"), trained, evaluation, analysis)
     confusion = read(evaluation, "argmax_confusion.csv").set_index("original_argmax")
@@ -27,7 +27,7 @@ def report(raw: dict[str, Any], splits: dict[str, Any], trained: dict[str, Any],
     summary, metrics = analysis["summary"], evaluation["metrics"]
     sections = build_sections(metrics, read(evaluation, "loss_by_digit.csv"), trained, splits,
                               raw, summary, decision, trained["code_version"],
-                              read(analysis, "anomaly.csv"))
+                              read(analysis, "anomaly.csv"), drift)
     result = io.write(report_files(sections, drawn))
     create_markdown_artifact(key="mnist-autoencoder-summary",
                              markdown=summary_markdown(metrics, summary, decision, result["dir"]),

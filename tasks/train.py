@@ -2,10 +2,13 @@
 
 TensorFlow is imported by the core when training starts, not when this module
 is imported: a fully cached run must not pay the 5-12 s TensorFlow import.
+With ``init`` (the parent model, ``mnist_autoencoder.lineage``) training starts
+from its weights: a warm start, which the config and the registry record.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,17 +26,21 @@ from tasks.io import StageIO, read_splits
       retries=1, retry_delay_seconds=5)  # a retry resumes from the last epoch's checkpoint
 def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: int,
           batch_size: int, learning_rate: float, patience: int, seed: int,
-          artifacts_dir: str) -> dict[str, Any]:
+          artifacts_dir: str, init: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the seed autoencoder; return ``{dir, files, hash, epochs_run, config, ...}``.
 
-    Progress is checkpointed after every epoch; a run killed mid-way resumes there.
+    ``init``: the stored model to start from (its ``{dir, files, hash, model_sha256}``); None
+    trains from scratch. Progress is checkpointed after every epoch; a run killed
+    mid-way resumes there.
     """
-    io = StageIO(stage_root(artifacts_dir, "train"), splits)
+    io = StageIO(stage_root(artifacts_dir, "train"), splits, *([init] if init else []))
     data = read_splits(splits, cache_format, ("train", "val"))
     config = {"latent_dim": latent_dim, "epochs": epochs, "batch_size": batch_size,
               "learning_rate": learning_rate, "patience": patience, "seed": seed}
     fitted = train_model("shallow", data["train"].x, data["val"].x, checkpoint=io.checkpoint,
-                         log=io.log, **config)
+                         init=init and Path(init["dir"]), log=io.log, **config)
+    config |= ({"init": "warm", "parent_model_sha256": init["model_sha256"]} if init
+               else {"init": "scratch"})
     calibration = calibrate(make_error_function(fitted.encoder, fitted.decoder), data["val"].x)
     io.log(f"Anomaly score {calibration.score}: threshold "
            f"{calibration.threshold(DEFAULT_FPR):.4g} flags {DEFAULT_FPR:.0%} of validation images")

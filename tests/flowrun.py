@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "preprocess", "train", "evaluate", "baselines", "analyze", "promote",
-          "report")
+STAGES = ("download", "preprocess", "baselines", "corrupt", "drift", "train", "evaluate",
+          "analyze", "promote", "report")
 
 
 def small_run(dataset, source, root, **changes):

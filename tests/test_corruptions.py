@@ -8,6 +8,7 @@ from mnist_autoencoder.corruptions import (
     MILD,
     blur,
     corrupt,
+    corrupted_images,
     invert,
     rotate,
     shift,
@@ -95,3 +96,11 @@ def test_images_must_be_flat_and_square():
         rotate(np.zeros((2, 28, 28), np.float32), 10)
     with pytest.raises(ValueError, match="flat square images"):
         rotate(np.zeros((2, 780), np.float32), 10)
+
+
+def test_the_stored_corruptions_are_the_corruptions_as_8_bit_images(x):
+    images = corrupted_images(x, seed=0)
+    assert list(images) == list(CORRUPTIONS)
+    for name, stored in images.items():
+        assert stored.dtype == np.uint8 and stored.shape == x.shape
+        np.testing.assert_allclose(stored / 255, corrupt(x, name, seed=0), atol=0.5 / 255 + 1e-6)

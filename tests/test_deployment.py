@@ -109,7 +109,8 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         api(url, f"/deployments/{retrain['id']}", method="PATCH", body={"parameters": {
             "data": {"source": str(mnist_mirror)}, "training": {"epochs": 1},
             "paths": json.loads(paths)}})  # short, and in tmp
-        images, labels = synthetic.make_digits(1000, seed=5)  # none of them is in MNIST
+        # none of them is in MNIST, and none looks like a digit: the drift gate must hold it
+        images, labels = synthetic.make_digits(1000, seed=5)
         write_idx(tmp_path / "batch", images, labels, stem="new")
         started = time.time()
         ingested = subprocess.run(
@@ -125,7 +126,11 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         assert triggered["parameters"]["data"]["snapshot"] == f"mnist.snapshot.{snapshot}"
         registry = pd.read_parquet(tmp_path / "artifacts" / "models" / "registry.parquet")
         decided = registry[registry["snapshot"] == snapshot]
-        assert len(decided) == 1 and decided["event"].iloc[0] in ("promoted", "kept out")
+        assert len(decided) == 1 and decided["event"].iloc[0] == "held"
+        assert decided["init"].iloc[0] == "warm"  # from the smoke run's champion
+        assert decided["drift"].iloc[0].startswith("Drift: yes (")
+        assert api(url, "/events/filter", {"filter": {"event": {
+            "name": ["mnist.drift.detected"]}}})["events"]
         (event,) = [e for e in api(url, "/events/filter", {"filter": {"event": {
             "name": ["mnist.snapshot.created"]}}})["events"]]
         timeline = {"ingest started": started, "ingest finished": ingest_done,

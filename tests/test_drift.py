@@ -10,6 +10,7 @@ import pytest
 
 from mnist_autoencoder import drift
 from mnist_autoencoder.drift import MIN_BATCH, Sample, detect, pool_classes
+from mnist_autoencoder.registry import hold_reason
 
 
 def sample(n, rng, shift=0.0, code_shift=0.0, labels=True, without=None, dims=8):
@@ -123,3 +124,43 @@ def test_reference_and_batch_samples_come_from_a_columns_callable():
     batch = drift.batch_sample(columns, [Chunk(slice(0, 100)), Chunk(slice(100, 250))])
     assert len(batch) == 250 and np.allclose(batch.scores, reference.scores)
     assert detect(reference, batch).test("labels").skipped == "the batch has no labels"
+
+
+def test_the_flagged_shares_are_an_effect_size_beside_the_tests(reference):
+    threshold = float(np.quantile(reference.scores, 0.99))
+    clean = detect(reference, sample(2000, np.random.default_rng(9)), threshold=(threshold, 0.01))
+    assert clean.flagged["reference"] == pytest.approx(0.01, abs=1e-3)
+    assert clean.flagged["batch"] == pytest.approx(0.01, abs=0.008)
+    shifted = detect(reference, sample(2000, np.random.default_rng(9), shift=1.0),
+                     threshold=(threshold, 0.01))
+    assert shifted.flagged["batch"] > 0.05
+    assert "flagged as anomalous, 1% expected" in shifted.line()
+    assert detect(reference, sample(500, np.random.default_rng(9))).flagged is None
+
+
+def gate(tripped=True, share=0.10):
+    return {"checked": True, "tripped": tripped, "line": "Drift: yes (...)", "dir": "/a/drift-k",
+            "drift": {"flagged": {"batch": share, "reference": 0.01, "expected": 0.01,
+                                  "threshold": 3.0}}}
+
+
+@pytest.mark.parametrize("policy, state, holds", [
+    ("hold-anomalous", gate(share=0.10), True),   # corrupted or foreign images
+    ("hold-anomalous", gate(share=0.012), False),  # new writers, a class missing
+    ("hold", gate(share=0.012), True),
+    ("record", gate(share=0.50), False),
+    ("hold", gate(tripped=False), False),
+    ("hold", {"checked": False, "tripped": False, "line": "Drift: not checked (...)"}, False),
+    ("hold", None, False),
+])
+def test_what_a_trip_does_to_the_promotion(policy, state, holds):
+    reason = hold_reason(state, policy)
+    assert (reason is not None) is holds
+    if holds:
+        assert "/a/drift-k/drift.md" in reason and "--drift-policy record" in reason
+        assert ("10.0% of the new images" in reason) is (policy == "hold-anomalous")
+
+
+def test_an_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="unknown drift policy 'maybe'"):
+        hold_reason(gate(), "maybe")

@@ -38,6 +38,16 @@ def api(url, path, body):
         return json.loads(response.read())
 
 
+def wait_for_event(url, name, resource, timeout=30):
+    """The events called ``name`` about ``resource`` that the API has, once there are any."""
+    deadline, events = time.monotonic() + timeout, []
+    while not events and time.monotonic() < deadline:
+        events = [e for e in api(url, "/events/filter", {"filter": {"event": {"name": [name]}}})[
+            "events"] if e["resource"]["prefect.resource.id"] == resource]
+        time.sleep(0.5)
+    return events
+
+
 def write_idx(directory: Path, images, labels=None) -> Path:
     directory.mkdir(parents=True)
     (directory / "t10k-images-idx3-ubyte").write_bytes(synthetic.idx_bytes(images))
@@ -84,13 +94,7 @@ def test_an_inverted_batch_drifts_and_emits_an_event(champion, digits, prefect_a
     tripped = {t["name"] for t in result["result"]["tests"] if t["drift"]}
     assert {"score", "codes"} <= tripped and "labels" not in tripped
     resource = f"mnist.drift.{synthetic.NAME}.{result['result']['fingerprint'][:12]}"
-    deadline, events = time.monotonic() + 30, []
-    while not events and time.monotonic() < deadline:
-        events = api(prefect_api, "/events/filter", {"filter": {"event": {
-            "name": ["mnist.drift.detected"]}}})["events"]
-        events = [e for e in events if e["resource"]["prefect.resource.id"] == resource]
-        time.sleep(0.5)
-    (event,) = events
+    (event,) = wait_for_event(prefect_api, "mnist.drift.detected", resource)
     assert event["payload"]["drift"] is True and event["payload"]["n_batch"] == 400
     artifacts = api(prefect_api, "/artifacts/filter", {"artifacts": {"key": {
         "any_": ["mnist-drift"]}}})

@@ -138,3 +138,22 @@ def test_the_old_single_champion_layout_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(rg.RegistryError, match=r"old single-champion layout.*move it to .*"
                                                r"<dataset>/champion"):
         promote(tmp_path, "b")
+
+
+def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
+    promote(tmp_path, "a")
+    model = fake_model(tmp_path / "runs" / "b", "b")
+    held = rg.promote_model({"model_dir": str(model), "test_bce": SCORES["b"]},
+                            tmp_path / "models", "mnist", 0.005, scorer(SCORES),
+                            RUN | {"run_id": "b"}, hold="promotion held because of drift")
+    assert held["held"] and not held["promoted"]
+    assert held["reason"].startswith("promotion held because of drift; otherwise it would be "
+                                     "promoted: challenger test BCE 0.09000 <=")
+    assert champion_tag(tmp_path) == "a"
+    registry = pd.read_parquet(tmp_path / "models" / "registry.parquet")
+    assert list(registry["event"]) == ["promoted", "held"]
+    worse = fake_model(tmp_path / "runs" / "c", "c")
+    kept = rg.promote_model({"model_dir": str(worse), "test_bce": SCORES["c"]},
+                            tmp_path / "models", "mnist", 0.005, scorer(SCORES),
+                            RUN | {"run_id": "c"}, hold="promotion held because of drift")
+    assert not kept["held"] and "0.09900 > champion" in kept["reason"]  # worse anyway

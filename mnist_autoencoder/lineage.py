@@ -1,0 +1,120 @@
+"""A retrain's parent: the model (and its analyses) that a run on a grown snapshot starts from.
+
+The parent of a run on snapshot S is the newest model the registry promoted for
+S's dataset on one of the snapshots S grew from (the base, or the base plus a
+prefix of S's batches), with the same code size, and still intact in the
+registry's store. The batches S added since the parent's snapshot are the new
+data: the drift gate checks them against the parent, and the warm starts begin
+from the parent's weights, its probes and its t-SNE layout.
+
+The rule looks only at the registry's history up to S's ancestors, never at the
+champion of the moment, so a rerun finds the same parent after its own model
+was promoted: an unchanged run stays cached.
+
+A baselines or analyze output is matched to the parent through the
+``source.json`` it carries (the splits, or the model files, it was computed from).
+Those files are starting points, not trusted state: each found folder is
+described afresh (its content hash goes into the cache keys of the stages that
+start from it), and one that cannot be read is not used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, models_dir, stage_root
+from mnist_autoencoder.registry import (
+    champion_files,
+    holds_model,
+    model_sha256,
+    read_registry,
+    store_dir,
+)
+from mnist_autoencoder.storage import describe_outputs
+
+WARM_FILES = {"baselines": ("probes.npz",), "analyze": ("probes.npz", "views.npz")}
+
+
+def code_size(parameters: Any) -> int | None:
+    """The ``latent_dim`` a registry row's ``parameters`` JSON records, if any."""
+    try:
+        return int(json.loads(parameters)["latent_dim"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def find_parent(artifacts_dir: str | Path, snapshot: dict[str, Any],
+                latent_dim: int) -> dict[str, Any]:
+    """The parent of a run on ``snapshot`` (``Snapshot.describe()``); see the module docstring.
+
+    Returns ``{run_id, snapshot, reason, model, baselines, analysis, new_batches,
+    reference}``: ``model``, ``baselines`` and ``analysis`` are ``{dir, files,
+    hash}`` descriptions (None when there is no such output; ``model`` also holds the
+    registry's ``model_sha256``), ``new_batches`` the
+    batches added since the parent's snapshot, ``reference`` what the drift gate
+    needs to find the parent's validation split. Without a parent, ``run_id`` is
+    None and ``reason`` says why.
+    """
+    dataset, ancestors = snapshot["dataset"], list(snapshot.get("ancestors") or [])
+    none = {"run_id": None, "snapshot": None, "model": None, "baselines": None,
+            "analysis": None, "new_batches": [], "reference": None}
+    if not ancestors:
+        return none | {"reason": f"{snapshot['id']} is the base snapshot of {dataset}: "
+                                 "nothing earlier to start from"}
+    models = models_dir(artifacts_dir)
+    table = read_registry(models)
+    if table.empty or "snapshot" not in table:
+        return none | {"reason": f"no model of {dataset} was promoted yet"}
+    rows = table[(table["dataset"] == dataset) & (table["event"] == "promoted")
+                 & table["snapshot"].isin(ancestors)]
+    row = next((row for row in rows.iloc[::-1].to_dict("records")
+                if code_size(row.get("parameters")) == latent_dim
+                and holds_model(store_dir(models, dataset, row["model_sha256"]),
+                                row["model_sha256"])), None)
+    if row is None:
+        return none | {"reason": f"no model with latent_dim {latent_dim} was promoted on an "
+                                 f"earlier snapshot of {dataset} ({len(ancestors)} of them), "
+                                 "or its stored copy is gone"}
+    store = store_dir(models, dataset, row["model_sha256"])
+    return {"run_id": str(row["run_id"]), "snapshot": row["snapshot"],
+            "reason": f"run {row['run_id']} on snapshot {row['snapshot']} (promoted "
+                      f"{row['time']}, test BCE {row['test_bce']:.5f})",
+            "model": describe_outputs(store, sorted(champion_files(store)))
+            | {"model_sha256": row["model_sha256"]},
+            "baselines": _find_output(artifacts_dir, "baselines", lambda source: (
+                source.get("splits_sha256") == row["splits_sha256"]
+                and source.get("n_components") == latent_dim)),
+            "analysis": _find_output(artifacts_dir, "analyze", lambda source: (
+                _model_sha(source.get("model_files")) == row["model_sha256"])),
+            "new_batches": snapshot["batches"][ancestors.index(row["snapshot"]):],
+            "reference": {k: row.get(k) for k in ("splits_sha256", "parameters", "snapshot")}}
+
+
+def _model_sha(files: Any) -> str | None:
+    """The registry's ``model_sha256`` of recorded ``{model file: SHA-256}``, if complete."""
+    if not isinstance(files, dict) or set(files) != set(MODEL_FILES):
+        return None
+    return model_sha256(files)
+
+
+def _find_output(artifacts_dir: str | Path, stage: str,
+                 wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    """The newest output of ``stage`` whose ``source.json`` is ``wanted``."""
+    found = []
+    for source in Path(stage_root(artifacts_dir, stage)).glob(f"*/{SOURCE_FILE}"):
+        try:
+            recorded = json.loads(source.read_text())
+        except (OSError, ValueError):
+            continue
+        folder = source.parent
+        if (isinstance(recorded, dict) and wanted(recorded)
+                and all((folder / name).is_file() for name in WARM_FILES[stage])):
+            found.append((source.stat().st_mtime, str(folder)))
+    if not found:
+        return None
+    return describe_outputs(max(found)[1], list(WARM_FILES[stage]))
+
+
