@@ -72,7 +72,7 @@ def flow(env: dict, root: Path, *args: str) -> dict:
             "stages": stage_seconds(run["stdout"]), "metrics": run_metrics(root),
             "training": note(run["stdout"], "Training: "),
             "drift": note(run["stdout"], "Drift: "),
-            "champion": note(run["stdout"], "Champion: ")}
+            "decision": note(run["stdout"], "Decision: ")}
 
 
 def copy_state(source: Path, target: Path) -> None:
@@ -123,7 +123,7 @@ def median_run(runs: list[dict]) -> dict:
     return {"wall": statistics.median(r["wall"] for r in runs), "stages": stages,
             "states": {name: state for name, (state, _) in runs[0]["stages"].items()},
             "metrics": runs[0]["metrics"], "training": runs[0]["training"],
-            "drift": runs[0]["drift"], "champion": runs[0]["champion"],
+            "drift": runs[0]["drift"], "decision": runs[0]["decision"],
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
             "walls": [round(r["wall"], 1) for r in runs]}
 
@@ -211,7 +211,7 @@ def report(r: dict, out: Path) -> None:
                  f"{retrain['stages']['train']:.1f} s | "
                  f"{retrain['stages']['train'] / scratch['stages']['train']:.2f}x |")
     lines += ["", f"Retrain: {retrain['training']}", f"Retrain: {retrain['drift']}",
-              f"Retrain: Champion: {retrain['champion'].removeprefix('Champion: ')}", "",
+              f"Retrain: {retrain['decision']}", "",
               "### Warm-start choices (training only, in process; the defaults in bold)", "",
               "| start | epochs | learning rate | seconds | test BCE | recent BCE |",
               "|---|---|---|---|---|---|"]

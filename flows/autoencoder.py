@@ -115,7 +115,10 @@ def mnist_autoencoder(
                         drift=gate, artifacts_dir=paths.artifacts_dir)
     report_path = str(Path(written["dir"]) / "report.html")
     notes = [f"Training: {'warm start from ' + parent['reason'] if warm else 'from scratch'}",
-             gate["line"], f"Champion: {decision['reason']}"]
+             gate["line"],
+             "Decision: " + ("promoted" if decision["promoted"] else
+                             "held" if decision.get("held") else "kept out")
+             + f" ({decision['reason']})"]
     outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
                "baselines": references, "analyze": analysis, "report": written}
     return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],

@@ -369,7 +369,7 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
         if wanted and describe_outputs(folder, present)["hash"] == wanted:
             split = load_splits(folder, "npz", ("val",))["val"]
             return split, {"kind": "exact", "dir": str(folder), "n": len(split.y),
-                           "note": "the champion's own validation split (its splits_sha256)"}
+                           "note": "the model's own validation split (its splits_sha256)"}
     from mnist_autoencoder.snapshots import base_id
 
     snapshot = info.get("snapshot")
@@ -382,7 +382,7 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
             "champion's splits_sha256: the base validation split rebuilt from the raw files "
             f"(seed {seed}, val_size {val_size})")
     if grown:
-        note += (f"; the champion trained on snapshot {snapshot}, whose ingested images are not "
+        note += (f"; the model trained on snapshot {snapshot}, whose ingested images are not "
                  f"in it, and the default val_size {DEFAULT_VAL_SIZE} was assumed")
     return split, {"kind": "rebuilt", "dir": str(raw), "n": len(split.y), "seed": seed,
                    "val_size": val_size, "note": note}

@@ -5,10 +5,10 @@ A probe is standardisation followed by multinomial logistic regression
 ``PROBE_MAX_ITER`` iterations). A retrain can start it from an earlier probe of
 the same features (``warm``): the earlier solution is mapped onto the new
 standardisation, so it is the same function of the raw features, and at most
-``WARM_MAX_ITER`` iterations refine it. Measured on the raw-pixel probe of a
-grown MNIST snapshot (33,000 images): from scratch 184 iterations and 24 s;
-warm, 20 iterations and 1.6 s, 0.03 points from the converged accuracy
-(docs/retraining.md has the table).
+``WARM_MAX_ITER`` iterations refine it. Measured on the raw-pixel probe, 40,500
+MNIST training images started from a probe of their first 36,000: from scratch
+184 iterations and 24 s, warm 20 iterations and 1.6 s, 0.03 points apart; in the
+retrain benchmark's pipeline runs, 0.18 points (docs/retraining.md).
 """
 
 from __future__ import annotations

@@ -133,8 +133,8 @@ def drift_section(gate: dict[str, Any]) -> Section:
              f"{t['p_value']:.3g}", f"{t['threshold']:.3g}", "yes" if t["drift"] else "no")
             for t in result["tests"]]
     return Section(title, f"{result['n_batch']} new images against the parent's "
-                          f"{result['n_reference']} validation images "
-                          f"({result['reference']['note']}). {gate['line']}. "
+                          f"{result['n_reference']} validation images; reference: "
+                          f"{result['reference']['note']}. {gate['line']}. "
                           + " ".join(f"{r[0].upper()}{r[1:]}." for r in result["reasons"]),
                    table=pd.DataFrame(rows, columns=["test", "statistic", "p-value",
                                                      "threshold", "drift"]))

@@ -77,7 +77,7 @@ def drift_gate(model: dict[str, Any] | None, batches: list[dict[str, Any]],
     fingerprint = sha256_json([b["sha256"] for b in batches])
     names = ", ".join(b["id"] for b in batches)
     checked = _check(io, scorer, reference, reference_sample(scorer.columns, images, labels),
-                     dataset, data_dir, fingerprint, f"the new batches ({names}; {count} images)",
+                     dataset, data_dir, fingerprint, f"the new batches {names} ({count} images)",
                      {"parent_snapshot": reference["snapshot"], "batches": names})
     return checked | {"checked": True, "tripped": checked["drift"]["drift"]}
 
