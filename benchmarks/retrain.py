@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.run import run_measured, stage_seconds
+from benchmarks.run import machine, run_measured, stage_seconds
 from ops.local_prefect import api_url, free_port, start_server, stop_process
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -169,14 +169,8 @@ def main() -> None:
             choices = warm_choices(main_root)
         finally:
             stop_process(server.pid)
-    report({"machine": _machine(), "base": base, "retrain": median_run(retrains),
+    report({"machine": machine(), "base": base, "retrain": median_run(retrains),
             "scratch": median_run(scratches), "choices": choices}, Path(args.out))
-
-
-def _machine() -> str:
-    from benchmarks.run import machine
-
-    return machine()
 
 
 def report(r: dict, out: Path) -> None:

@@ -32,7 +32,7 @@ from mnist_autoencoder.params import (
     TrainingConfig,
     validate_pipeline,
 )
-from mnist_autoencoder.registry import DEFAULT_POLICY, DEFAULT_TOLERANCE
+from mnist_autoencoder.registry import DEFAULT_POLICY, DEFAULT_TOLERANCE, decision_event
 from tasks.analyze import analyze
 from tasks.baselines import baselines
 from tasks.corrupt import corrupt
@@ -116,9 +116,7 @@ def mnist_autoencoder(
     report_path = str(Path(written["dir"]) / "report.html")
     notes = [f"Training: {'warm start from ' + parent['reason'] if warm else 'from scratch'}",
              gate["line"],
-             "Decision: " + ("promoted" if decision["promoted"] else
-                             "held" if decision.get("held") else "kept out")
-             + f" ({decision['reason']})"]
+             f"Decision: {decision_event(decision)} ({decision['reason']})"]
     outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
                "baselines": references, "analyze": analysis, "report": written}
     return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ def format_stages(stages: list[StageRun]) -> list[str]:
 
 
 def format_summary(stages: list[StageRun], metrics: dict[str, float], report_path: str,
-                   notes: tuple[str, ...] | list[str] = ()) -> str:
+                   notes: Sequence[str] = ()) -> str:
     return "\n".join([
         *format_stages(stages),
         *notes,

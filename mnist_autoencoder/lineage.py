@@ -116,5 +116,3 @@ def _find_output(artifacts_dir: str | Path, stage: str,
     if not found:
         return None
     return describe_outputs(max(found)[1], list(WARM_FILES[stage]))
-
-

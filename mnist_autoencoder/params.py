@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mnist_autoencoder.catalog import datasets
 from mnist_autoencoder.download import local_source_dir
 from mnist_autoencoder.paths import models_dir, resolve_dir
-from mnist_autoencoder.registry import POLICIES, check_layout
+from mnist_autoencoder.registry import DEFAULT_POLICY, POLICIES, check_layout
 from mnist_autoencoder.splits import FORMATS
 
 
@@ -127,7 +127,7 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
                       latent_dim: int, promotion_tolerance: float, warm_start: bool = True,
                       warm_epochs: int = WARM_EPOCHS,
                       warm_learning_rate: float = WARM_LEARNING_RATE,
-                      drift_policy: str = "hold-anomalous") -> None:
+                      drift_policy: str = DEFAULT_POLICY) -> None:
     """Raise for the first parameter of the pipeline flow that cannot work."""
     validate_data(data)
     require(latent_dim >= 1, "latent_dim", latent_dim, "must be at least 1")

@@ -87,6 +87,17 @@ def hold_reason(gate: dict[str, Any] | None, policy: str) -> str | None:
             "--drift-policy record")
 
 
+# A decision's registry event, and how a sentence names it
+VERDICTS = {"promoted": "promoted to champion", "held": "held for review",
+            "kept out": "not promoted"}
+
+
+def decision_event(decision: dict[str, Any]) -> str:
+    """``promoted``, ``held`` or ``kept out``: the registry event of a ``promote_model`` result."""
+    return ("promoted" if decision["promoted"] else
+            "held" if decision.get("held") else "kept out")
+
+
 def champion_dir(models_dir: Path, dataset: str) -> Path:
     return Path(models_dir) / dataset / "champion"
 
@@ -271,7 +282,7 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
         sha = model_sha256(model_files(Path(challenger["model_dir"])))
         now = _now()
         row = {**run, "dataset": dataset, "time": now,
-               "event": "promoted" if promoted else "held" if held else "kept out",
+               "event": decision_event({"promoted": promoted, "held": held}),
                "test_bce": challenger["test_bce"], "test_mse": challenger.get("test_mse"),
                "champion_test_bce": champion_bce, "model_path": challenger["model_dir"],
                "model_sha256": sha, "promoted": promoted, "reason": reason}

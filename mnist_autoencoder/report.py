@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mnist_autoencoder.registry import VERDICTS, decision_event
 from mnist_autoencoder.rendering import Section, key_value_table, to_html, to_markdown
 
 TITLE = "MNIST shallow autoencoder: report"
@@ -47,8 +48,7 @@ def build_sections(metrics: dict[str, Any], by_digit: pd.DataFrame, trained: dic
     if drift is not None:
         sections.append(drift_section(drift))
     if decision is not None:
-        verdict = ("Promoted to champion" if decision["promoted"] else
-                   "Held for review" if decision.get("held") else "Not promoted")
+        verdict = VERDICTS[decision_event(decision)].capitalize()
         sections.append(Section("Champion decision", f"{verdict}: {decision['reason']}. "
                                                      f"Champion: `{decision['champion_dir']}`."))
     sections += [
@@ -186,8 +186,7 @@ def report_files(sections: list[Section], drawn: dict[str, Any]) -> dict[str, An
 def summary_markdown(metrics: dict[str, Any], summary: dict[str, Any],
                      decision: dict[str, Any], report_dir: str) -> str:
     probes = ", ".join(f"{k} {v:.1%}" for k, v in summary["probe_accuracy"].items())
-    verdict = ("promoted to champion" if decision["promoted"] else
-               "held for review" if decision.get("held") else "not promoted")
+    verdict = VERDICTS[decision_event(decision)]
     return (f"**Test BCE {metrics['test_bce']:.4f}, MSE {metrics['test_mse']:.4f}** "
             f"(PCA with {summary['latent_dim']} components: MSE {summary['pca_test_mse']:.4f}). "
             f"Linear probe accuracy: {probes}. Dead latent units: {summary['dead_units']}. "

@@ -20,7 +20,9 @@ from mnist_autoencoder.metrics import mean_errors
 from mnist_autoencoder.paths import models_dir
 from mnist_autoencoder.registry import (
     DEFAULT_POLICY,
+    VERDICTS,
     champion_problems,
+    decision_event,
     hold_reason,
     promote_model,
 )
@@ -60,9 +62,8 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
          "test_mse": metrics["test_mse"]}, models_dir(artifacts_dir), dataset, tolerance,
         lambda champion: mean_errors(test.x, reconstruct(champion, test.x)[1])["test_bce"], run,
         hold=hold_reason(drift, drift_policy))
-    verdict = ("promoted to champion" if decision["promoted"] else
-               "held for review; champion unchanged" if decision["held"] else
-               "kept out; champion unchanged")
+    event = decision_event(decision)
+    verdict = VERDICTS[event] + ("" if event == "promoted" else "; champion unchanged")
     if decision["repaired"]:
         io.log(decision["repaired"])
     create_markdown_artifact(

@@ -17,6 +17,16 @@ def small_run(dataset, source, root, **changes):
             "data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts")} | changes
 
 
+def growing_run(dataset, root, n_train, **changes):
+    """A synthetic dataset of its own under ``root`` (so batches can be ingested into it),
+    registered as ``dataset``, and ``small_run``'s parameters for it."""
+    from tests import synthetic
+
+    synthetic.write_dataset(root / "source", n_train=n_train, n_test=100, seed=0)
+    synthetic.register(root / "source", dataset)
+    return small_run(dataset, root / "source", root, **changes)
+
+
 def pipeline(**params):
     """Run the pipeline flow in this process with flat parameters, as the CLI takes them."""
     from flows.autoencoder import mnist_autoencoder

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests import synthetic
-from tests.flowrun import PROJECT, STAGES, expect, pipeline, small_run, states
+from tests.flowrun import PROJECT, STAGES, expect, growing_run, pipeline, states
 from tests.test_inputs import write_idx
 
 GROWING = "synthetic-growing"
@@ -21,10 +21,7 @@ GROWING = "synthetic-growing"
 @pytest.fixture(scope="module")
 def grown(prefect_api, tmp_path_factory):
     root = tmp_path_factory.mktemp("grown")
-    synthetic.write_dataset(root / "source", n_train=600, n_test=100, seed=0)
-    synthetic.register(root / "source", GROWING)
-    params = small_run(GROWING, root / "source", root)
-    return root, params
+    return root, growing_run(GROWING, root, n_train=600)
 
 
 def ingest_cli(root, params, batch, api_url):

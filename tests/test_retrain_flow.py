@@ -17,7 +17,7 @@ from flows.ingest import mnist_ingest
 from mnist_autoencoder.drift import MIN_BATCH
 from mnist_autoencoder.registry import champion_dir, read_champion
 from tests import synthetic
-from tests.flowrun import STAGES, cli_run, expect, pipeline, small_run, states, summary_states
+from tests.flowrun import STAGES, cli_run, expect, growing_run, pipeline, states, summary_states
 from tests.test_drift_flow import wait_for_event
 from tests.test_inputs import write_idx
 
@@ -27,9 +27,7 @@ DATASET = "synthetic-retrain"
 @pytest.fixture(scope="module")
 def history(prefect_api, tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
-    synthetic.write_dataset(root / "source", n_train=800, n_test=100, seed=0)
-    synthetic.register(root / "source", DATASET)
-    params = small_run(DATASET, root / "source", root, val_size=200, warm_epochs=2)
+    params = growing_run(DATASET, root, n_train=800, val_size=200, warm_epochs=2)
     base = pipeline(**params)
     assert set(states(base).values()) == {"ran"} and base["decision"]["promoted"]
     return root, params, base
