@@ -1,4 +1,4 @@
-"""How well each anomaly score of ``mnist_autoencoder.scoring`` tells anomalies from digits.
+"""How well each anomaly score of ``mnist_autoencoder.scoring.scores`` tells anomalies from digits.
 
     python -m benchmarks.anomaly [--mnist ../shared/data/mnist]
         [--fashion /usr/share/datasets/fashion-mnist] [--epochs 50] [--out artifacts/bench]
@@ -90,9 +90,9 @@ def write_report(out: Path, stem: str, result: dict[str, Any], text: str,
 
 def load_splits(directory: Path) -> dict | None:
     """The train/val/test splits of the IDX files in ``directory``; None if any file is missing."""
-    from mnist_autoencoder.catalog import IDX_NAMES
-    from mnist_autoencoder.idx import load_images_and_labels
-    from mnist_autoencoder.preprocessing import build_splits
+    from mnist_autoencoder.data.catalog import IDX_NAMES
+    from mnist_autoencoder.data.idx import load_images_and_labels
+    from mnist_autoencoder.data.preprocessing import build_splits
 
     paths = {role: directory / name for role, name in IDX_NAMES.items()}
     if not all(path.is_file() for path in paths.values()):
@@ -116,8 +116,8 @@ def training_log(name: str) -> Callable[[str], None]:
 
 def train(name: str, splits: dict, epochs: int) -> Model:
     """Train the shallow model on ``splits`` and calibrate every score on its validation split."""
-    from mnist_autoencoder.scoring import SCORES, calibrate, make_error_function
-    from mnist_autoencoder.training import train_model
+    from mnist_autoencoder.models.training import train_model
+    from mnist_autoencoder.scoring.scores import SCORES, calibrate, make_error_function
 
     say(f"Training the {name} model (at most {epochs} epochs)")
     started = time.perf_counter()
@@ -133,7 +133,7 @@ def train(name: str, splits: dict, epochs: int) -> Model:
 def score_all(errors: Callable, calibrations: dict[str, Any], x: np.ndarray
               ) -> dict[str, np.ndarray]:
     """Every score of every image in ``x``, from one pass of the model."""
-    from mnist_autoencoder.scoring import SCORES
+    from mnist_autoencoder.scoring.scores import SCORES
 
     parts = errors(x)[1]
     return {name: SCORES[name](parts, cal.stats()) for name, cal in calibrations.items()}
@@ -161,7 +161,7 @@ def false_alarms(model: Model) -> dict[str, float]:
 
 def anomalous_sets(data: dict[str, dict | None]) -> list[tuple[str, str, np.ndarray]]:
     """(case, model name, anomalous images): Fashion, each corruption, then MNIST."""
-    from mnist_autoencoder.corruptions import CORRUPTIONS, corrupt
+    from mnist_autoencoder.evaluation.corruptions import CORRUPTIONS, corrupt
 
     x_test = data["mnist"]["test"].x
     cases = []
@@ -176,7 +176,7 @@ def anomalous_sets(data: dict[str, dict | None]) -> list[tuple[str, str, np.ndar
 
 def summarise(auroc: dict[str, dict[str, float]], scores: list[str]) -> dict[str, dict]:
     """The rows under the AUROC table: the worst case and the mean of the mild four."""
-    from mnist_autoencoder.corruptions import MILD
+    from mnist_autoencoder.evaluation.corruptions import MILD
 
     return {
         "worst case": {s: min(row[s] for row in auroc.values()) for s in scores},
@@ -226,7 +226,7 @@ def main() -> None:
                    "skipping mnist->fashion and fashion->mnist")
         say(skipped)
 
-    from mnist_autoencoder.scoring import DEFAULT_SCORE, SCORES
+    from mnist_autoencoder.scoring.scores import DEFAULT_SCORE, SCORES
 
     models = {name: train(name, splits, args.epochs)
               for name, splits in data.items() if splits is not None}

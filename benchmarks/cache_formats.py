@@ -11,12 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_autoencoder.catalog import get_dataset
-from mnist_autoencoder.download import download_dataset
-from mnist_autoencoder.idx import load_images_and_labels
+from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.download import download_dataset
+from mnist_autoencoder.data.idx import load_images_and_labels
+from mnist_autoencoder.data.preprocessing import build_splits, npz_arrays, parquet_table
+from mnist_autoencoder.data.splits import FILE_NAMES, load_splits
 from mnist_autoencoder.paths import PROJECT_ROOT
-from mnist_autoencoder.preprocessing import build_splits, npz_arrays, parquet_table
-from mnist_autoencoder.splits import FILE_NAMES, load_splits
 from mnist_autoencoder.storage import write_value
 
 CONTENTS = {"npz": npz_arrays, "parquet": parquet_table}

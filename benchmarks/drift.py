@@ -1,4 +1,4 @@
-"""How often the drift gate (``mnist_autoencoder.drift``) trips on clean and on shifted batches.
+"""How often the drift gate (``scoring.drift``) trips on clean and on shifted batches.
 
     python -m benchmarks.drift [--mnist ../shared/data/mnist]
         [--fashion /usr/share/datasets/fashion-mnist] [--epochs 20] [--batches 50]
@@ -53,7 +53,8 @@ from benchmarks.anomaly import (  # noqa: E402
     training_log,
     write_report,
 )
-from mnist_autoencoder.drift import (  # noqa: E402
+from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, hold_reason  # noqa: E402
+from mnist_autoencoder.scoring.drift import (  # noqa: E402
     ALPHA,
     MIN_BATCH,
     TESTS,
@@ -61,7 +62,6 @@ from mnist_autoencoder.drift import (  # noqa: E402
     detect,
     reference_sample,
 )
-from mnist_autoencoder.registry import DEFAULT_POLICY, hold_reason  # noqa: E402
 
 SIZES = (50, 100, 300, 1000)
 AT = 1000  # the batch size of the main table
@@ -81,7 +81,7 @@ def parse_args() -> argparse.Namespace:
 
 def pools(columns: Callable, mnist: dict, held_out, fashion: dict | None) -> dict[str, Sample]:
     """The held-out images, the test split and its shifted versions seen through the model."""
-    from mnist_autoencoder.corruptions import add_noise, invert, rotate
+    from mnist_autoencoder.evaluation.corruptions import add_noise, invert, rotate
 
     test = mnist["test"]
     samples = {HELD_OUT_CASE: reference_sample(columns, held_out.x, held_out.y)}
@@ -200,9 +200,9 @@ def main() -> None:
     if skipped:
         say(skipped)
 
-    from mnist_autoencoder.drift import live_dimensions
-    from mnist_autoencoder.scoring import DEFAULT_FPR, Scorer, calibrate, make_error_function
-    from mnist_autoencoder.training import train_model
+    from mnist_autoencoder.models.training import train_model
+    from mnist_autoencoder.scoring.drift import live_dimensions
+    from mnist_autoencoder.scoring.scores import DEFAULT_FPR, Scorer, calibrate, make_error_function
 
     order = np.random.default_rng(SEED).permutation(len(mnist["train"].y))
     train, held_out = mnist["train"], mnist["train"]._replace(

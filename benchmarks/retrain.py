@@ -85,12 +85,12 @@ def copy_state(source: Path, target: Path) -> None:
 def warm_choices(root: Path) -> list[dict]:
     """Warm starts of the base champion on the snapshot, against 50 epochs from scratch."""
     os.environ["MNIST_AE_CATALOG"] = str(root / "catalog.json")
-    from mnist_autoencoder.inference import apply_in_chunks
-    from mnist_autoencoder.lineage import find_parent
-    from mnist_autoencoder.metrics import mean_errors
-    from mnist_autoencoder.snapshots import resolve
-    from mnist_autoencoder.splits import load_splits
-    from mnist_autoencoder.training import train_model
+    from mnist_autoencoder.data.snapshots import resolve
+    from mnist_autoencoder.data.splits import load_splits
+    from mnist_autoencoder.evaluation.metrics import mean_errors
+    from mnist_autoencoder.lifecycle.lineage import find_parent
+    from mnist_autoencoder.models.inference import apply_in_chunks
+    from mnist_autoencoder.models.training import train_model
 
     snapshot = resolve(root / "data", DATASET).describe()
     parent = find_parent(root / "artifacts", snapshot, 32)

@@ -61,7 +61,7 @@ TRAINING = {"latent_dim": 32, "epochs": 10, "batch_size": 256, "learning_rate": 
 
 def load_mnist(source: Path) -> tuple[np.ndarray, ...]:
     """Train images, train labels, test images, test labels of the raw MNIST files."""
-    from mnist_autoencoder.idx import load_images_and_labels
+    from mnist_autoencoder.data.idx import load_images_and_labels
 
     train_images, train_labels, test_images, test_labels = (source / f for f in MNIST_FILES)
     return (*load_images_and_labels(train_images, train_labels),
@@ -76,10 +76,10 @@ def prepare_model(mnist: tuple[np.ndarray, ...], model_dir: Path) -> dict[str, A
     if all((model_dir / name).is_file() for name in (*MODEL_FILES, CALIBRATION_FILE)) \
             and info_path.is_file():
         return json.loads(info_path.read_text()) | {"reused": True}
-    from mnist_autoencoder.preprocessing import build_splits
-    from mnist_autoencoder.scoring import calibrate, make_error_function
+    from mnist_autoencoder.data.preprocessing import build_splits
+    from mnist_autoencoder.models.training import train_model
+    from mnist_autoencoder.scoring.scores import calibrate, make_error_function
     from mnist_autoencoder.storage import write_outputs
-    from mnist_autoencoder.training import train_model
 
     splits = build_splits(*mnist, val_size=10_000, seed=0)
     started = time.perf_counter()
@@ -172,9 +172,9 @@ def measure_ours(model_dir: Path, input_dir: Path, scores: Path) -> dict[str, An
     """End to end as ``tasks/score.py``: read, score, summarise, write Parquet (zstd)."""
     import pyarrow.parquet as pq
 
-    from mnist_autoencoder.batch import new_summary, score_chunks
-    from mnist_autoencoder.inputs import open_input
-    from mnist_autoencoder.scoring import load_scorer
+    from mnist_autoencoder.data.inputs import open_input
+    from mnist_autoencoder.scoring.batch import new_summary, score_chunks
+    from mnist_autoencoder.scoring.scores import load_scorer
 
     scorer = load_scorer(model_dir)
     chunks = open_input(input_dir).iter_chunks()
@@ -193,7 +193,7 @@ def measure_ours(model_dir: Path, input_dir: Path, scores: Path) -> dict[str, An
 
 def measure_predict(model_dir: Path, npy: Path, n: int, chunk: int) -> dict[str, Any]:
     """Keras ``predict`` of the autoencoder, batches of ``CHUNK``, on mmap'd chunks of ``chunk``."""
-    from mnist_autoencoder.inference import load_model
+    from mnist_autoencoder.models.inference import load_model
 
     model = load_model(model_dir, "autoencoder.keras")
     images = np.load(npy, mmap_mode="r")
@@ -211,9 +211,9 @@ def measure_predict(model_dir: Path, npy: Path, n: int, chunk: int) -> dict[str,
 
 def measure_xla(model_dir: Path, npy: Path, n: int) -> dict[str, Any]:
     """The XLA error function alone, cycling through float32 chunks already in memory."""
-    from mnist_autoencoder.inference import load_model
-    from mnist_autoencoder.pixels import as_unit_pixels
-    from mnist_autoencoder.scoring import make_error_function
+    from mnist_autoencoder.data.pixels import as_unit_pixels
+    from mnist_autoencoder.models.inference import load_model
+    from mnist_autoencoder.scoring.scores import make_error_function
 
     errors = make_error_function(load_model(model_dir, "encoder.keras"),
                                  load_model(model_dir, "decoder.keras"))
@@ -312,8 +312,8 @@ def flow_env() -> dict[str, str]:
 
 def ensure_champion(source: Path, env: dict[str, str]) -> str:
     """Train and register an mnist champion in the scratch artifacts unless one is there."""
+    from mnist_autoencoder.lifecycle.registry import RegistryError, scoring_model_dir
     from mnist_autoencoder.paths import models_dir
-    from mnist_autoencoder.registry import RegistryError, scoring_model_dir
 
     try:
         scoring_model_dir(models_dir(SCRATCH / "artifacts"), "mnist")

@@ -42,11 +42,11 @@ def main() -> None:
     import keras
     import tensorflow  # noqa: F401  (timed here on purpose)
 
-    from mnist_autoencoder.catalog import get_dataset
-    from mnist_autoencoder.idx import load_images_and_labels
-    from mnist_autoencoder.metrics import per_sample_bce
-    from mnist_autoencoder.model import build_autoencoder, fit_autoencoder
-    from mnist_autoencoder.preprocessing import build_splits
+    from mnist_autoencoder.data.catalog import get_dataset
+    from mnist_autoencoder.data.idx import load_images_and_labels
+    from mnist_autoencoder.data.preprocessing import build_splits
+    from mnist_autoencoder.evaluation.metrics import per_sample_bce
+    from mnist_autoencoder.models.model import build_autoencoder, fit_autoencoder
 
     imported = time.perf_counter()
     names = {role: Path(args.raw) / name
@@ -105,12 +105,12 @@ def same_work_as_pipeline(splits, encoder, decoder, history_rows, work_dir: Path
     """
     import pandas as pd
 
-    from mnist_autoencoder.analysis import analyze_representation
-    from mnist_autoencoder.baselines import compute_baselines
-    from mnist_autoencoder.evaluation import TEST_ERRORS, evaluate_reconstruction
-    from mnist_autoencoder.figures import to_png
-    from mnist_autoencoder.inference import apply_in_chunks
-    from mnist_autoencoder.report import draw_figures
+    from mnist_autoencoder.evaluation.analysis import analyze_representation
+    from mnist_autoencoder.evaluation.baselines import compute_baselines
+    from mnist_autoencoder.evaluation.reconstruction import TEST_ERRORS, evaluate_reconstruction
+    from mnist_autoencoder.models.inference import apply_in_chunks
+    from mnist_autoencoder.reports.figures import to_png
+    from mnist_autoencoder.reports.run import draw_figures
     from mnist_autoencoder.storage import write_outputs
 
     train, test = splits["train"], splits["test"]

@@ -24,6 +24,7 @@ from prefect import flow
 
 from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
+from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, DEFAULT_TOLERANCE, decision_event
 from mnist_autoencoder.params import (
     WARM_EPOCHS,
     WARM_LEARNING_RATE,
@@ -32,7 +33,6 @@ from mnist_autoencoder.params import (
     TrainingConfig,
     validate_pipeline,
 )
-from mnist_autoencoder.registry import DEFAULT_POLICY, DEFAULT_TOLERANCE, decision_event
 from tasks.analyze import analyze
 from tasks.baselines import baselines
 from tasks.corrupt import corrupt

@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mnist_autoencoder.data.pixels import InputError
+from mnist_autoencoder.data.snapshots import SnapshotError
+from mnist_autoencoder.lifecycle.registry import RegistryError
 from mnist_autoencoder.params import ParameterError
-from mnist_autoencoder.pixels import InputError
-from mnist_autoencoder.registry import RegistryError
-from mnist_autoencoder.snapshots import SnapshotError
 
 USAGE_ERROR = 2
 INTERRUPTED = 130

@@ -3,7 +3,7 @@
 Checks any batch the scoring flow reads (IDX, PNG folders, Parquet, ``.npy``)
 against the champion's validation split, without ingesting it: a KS test on the
 anomaly score, per-dimension KS tests on the codes, and a chi-square test on the
-labels when the batch has them (``mnist_autoencoder.drift``; ``docs/drift.md``).
+labels when the batch has them (``mnist_autoencoder.scoring.drift``; ``docs/drift.md``).
 Run it with ``python -m flows.drift --batch PATH``; the output ends with
 ``Drift: yes (...)`` or ``Drift: no (...)``.
 """
@@ -16,13 +16,13 @@ from typing import Any
 from prefect import flow
 
 from flows.summary import StageRun, format_stages, run_stage
-from mnist_autoencoder.catalog import datasets
-from mnist_autoencoder.drift import MIN_BATCH, WHY_MIN_BATCH, reference_problem
-from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.data.catalog import datasets
+from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.pixels import InputError
+from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 from mnist_autoencoder.params import PathsConfig, require, validate_images, validate_paths
 from mnist_autoencoder.paths import models_dir, resolve_dir
-from mnist_autoencoder.pixels import InputError
-from mnist_autoencoder.registry import scoring_model_dir
+from mnist_autoencoder.scoring.drift import MIN_BATCH, WHY_MIN_BATCH, reference_problem
 from tasks.drift import drift
 from tasks.score import inspect_input, resolve_model
 

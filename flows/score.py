@@ -18,7 +18,7 @@ from prefect import flow
 from flows.runners import dask_address, task_runner
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.params import PathsConfig, validate_score
-from mnist_autoencoder.scoring import DEFAULT_FPR
+from mnist_autoencoder.scoring.scores import DEFAULT_FPR
 from tasks.score import SCORES_FILE, inspect_input, merge, resolve_model, score
 
 SHARDS_ENV = "MNIST_AE_SCORE_SHARDS"  # how many shards on a Dask cluster (default 4)

@@ -28,8 +28,8 @@ from prefect.futures import wait
 from flows.data import run_data_stages
 from flows.runners import task_runner
 from flows.summary import StageRun, format_stages, run_stage
+from mnist_autoencoder.models.trial import REFERENCE, VARIANTS
 from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_sweep
-from mnist_autoencoder.trial import REFERENCE, VARIANTS
 from tasks.sweep_report import sweep_report
 from tasks.trial import trial
 

@@ -11,9 +11,9 @@ __all__ = ["load_champion"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that ``import mnist_autoencoder.splits`` does not load Keras and pandas.
+    # Lazy, so that ``import mnist_autoencoder.data.splits`` does not load Keras and pandas.
     if name == "load_champion":
-        from mnist_autoencoder.champion import load_champion
+        from mnist_autoencoder.scoring.champion import load_champion
 
         return load_champion
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mnist_autoencoder.catalog import datasets
-from mnist_autoencoder.download import local_source_dir
+from mnist_autoencoder.data.catalog import datasets
+from mnist_autoencoder.data.download import local_source_dir
+from mnist_autoencoder.data.splits import FORMATS
+from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, POLICIES, check_layout
 from mnist_autoencoder.paths import models_dir, resolve_dir
-from mnist_autoencoder.registry import DEFAULT_POLICY, POLICIES, check_layout
-from mnist_autoencoder.splits import FORMATS
 
 
 class ParameterError(ValueError):
@@ -141,7 +141,7 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
             f"choose one of {list(POLICIES)}")
     validate_paths(paths)
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
-    from mnist_autoencoder.snapshots import resolve
+    from mnist_autoencoder.data.snapshots import resolve
 
     resolve(resolve_dir(paths.data_dir), data.dataset, data.snapshot)  # exists, batches intact
 
@@ -183,7 +183,7 @@ def validate_images(name: str, location: str, allowed: str = IMAGES_ALLOWED) -> 
 def validate_score(input: str, dataset: str, model: str, fpr: float,
                    paths: PathsConfig) -> None:
     """Raise for the first parameter of the scoring flow that cannot work (no model included)."""
-    from mnist_autoencoder.registry import scoring_model_dir
+    from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 
     validate_images("input", input)
     catalog = datasets()

@@ -7,7 +7,7 @@ Writes ``data/simulate/``: the base (the first ``--base`` training images and th
 whole test set) as IDX files, declared in ``data/catalog.json`` as dataset
 ``mnist_sim``; ``batches/batch-NN/``, the next training images in batches of
 ``--batch-size`` (IDX pairs); ``shifted/{rotated,noisy,inverted}/``, held-out digits
-corrupted (``mnist_autoencoder.corruptions``) for the drift gate. With
+corrupted (``mnist_autoencoder.evaluation.corruptions``) for the drift gate. With
 ``--ingest`` it then ingests the batches one after the other, as ``make ingest``
 would; against a running server (``make server deploy worker``) each new snapshot
 triggers the ``simulated-retrain`` deployment. It prints every command it stands for.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_autoencoder.catalog import (
+from mnist_autoencoder.data.catalog import (
     IDX_NAMES,
     ROLES,
     DatasetSpec,
@@ -32,9 +32,9 @@ from mnist_autoencoder.catalog import (
     declare,
     get_dataset,
 )
-from mnist_autoencoder.corruptions import add_noise, invert, rotate
-from mnist_autoencoder.download import download_dataset
-from mnist_autoencoder.idx import load_images_and_labels
+from mnist_autoencoder.data.download import download_dataset
+from mnist_autoencoder.data.idx import load_images_and_labels
+from mnist_autoencoder.evaluation.corruptions import add_noise, invert, rotate
 from mnist_autoencoder.paths import PROJECT_ROOT
 from mnist_autoencoder.storage import write_bytes_atomic
 

@@ -1,4 +1,4 @@
-"""analyze: probe, latent views and anomalies of the model (``mnist_autoencoder.analysis``)."""
+"""analyze: probe, latent views and anomalies of the model (``evaluation.analysis``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.analysis import analyze_representation, anomaly_table
-from mnist_autoencoder.evaluation import TEST_ERRORS
-from mnist_autoencoder.inference import apply_in_chunks, encode, load_model
+from mnist_autoencoder.evaluation.analysis import analyze_representation, anomaly_table
+from mnist_autoencoder.evaluation.probes import read_states
+from mnist_autoencoder.evaluation.reconstruction import TEST_ERRORS
+from mnist_autoencoder.models.inference import apply_in_chunks, encode, load_model
 from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, stage_root
-from mnist_autoencoder.probes import read_states
-from mnist_autoencoder.scoring import DEFAULT_FPR, load_scorer
+from mnist_autoencoder.scoring.scores import DEFAULT_FPR, load_scorer
 from tasks.caching import stage_task_options
 from tasks.corrupt import CORRUPTED_FILE
 from tasks.io import StageIO, read, read_splits

@@ -1,4 +1,4 @@
-"""baselines: PCA and raw-pixel references that need no model (``mnist_autoencoder.baselines``)."""
+"""baselines: PCA and raw-pixel references that need no model (``evaluation.baselines``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.baselines import compute_baselines
+from mnist_autoencoder.evaluation.baselines import compute_baselines
+from mnist_autoencoder.evaluation.probes import read_states
 from mnist_autoencoder.paths import SOURCE_FILE, stage_root
-from mnist_autoencoder.probes import read_states
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read, read_splits
 

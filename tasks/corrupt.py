@@ -1,4 +1,4 @@
-"""corrupt: MNIST-C-style corruptions of the test split (``mnist_autoencoder.corruptions``).
+"""corrupt: MNIST-C-style corruptions of the test split (``evaluation.corruptions``).
 
 Model-independent, and keyed on the test split's content alone (not the whole
 splits): every snapshot of a dataset shares its test split, so a retrain on new
@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.corruptions import corrupted_images
+from mnist_autoencoder.evaluation.corruptions import corrupted_images
 from mnist_autoencoder.paths import stage_root
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits

@@ -1,4 +1,4 @@
-"""download: fetch and verify the raw IDX files (``mnist_autoencoder.download``)."""
+"""download: fetch and verify the raw IDX files (``mnist_autoencoder.data.download``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from mnist_autoencoder.download import download_dataset
+from mnist_autoencoder.data.download import download_dataset
 from mnist_autoencoder.paths import raw_dir
 from tasks.caching import stage_task_options
 

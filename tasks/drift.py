@@ -1,9 +1,9 @@
-"""drift: a batch checked against a model's validation split (``mnist_autoencoder.drift``).
+"""drift: a batch checked against a model's validation split (``mnist_autoencoder.scoring.drift``).
 
 Two stages of that name share the check and what follows it. ``drift`` (flow
 ``mnist-drift``) checks any batch against the dataset's champion without
 ingesting it; ``drift_gate`` (the pipeline, before ``train``) checks the batches
-a snapshot added since its parent model (``mnist_autoencoder.lineage``) against
+a snapshot added since its parent model (``mnist_autoencoder.lifecycle.lineage``) against
 that model. Both are cached on the model's content, the images' content and the
 data folder the reference comes from: the same images against the same model
 are checked, and announced, once. A batch that drifts is announced as the
@@ -20,7 +20,11 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from mnist_autoencoder.drift import (
+from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.snapshots import load_batch_files
+from mnist_autoencoder.lifecycle.registry import read_champion
+from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.scoring.drift import (
     MIN_BATCH,
     WHY_MIN_BATCH,
     Sample,
@@ -29,11 +33,7 @@ from mnist_autoencoder.drift import (
     reference_sample,
     reference_split,
 )
-from mnist_autoencoder.inputs import open_input
-from mnist_autoencoder.paths import stage_root
-from mnist_autoencoder.registry import read_champion
-from mnist_autoencoder.scoring import DEFAULT_FPR, load_scorer
-from mnist_autoencoder.snapshots import load_batch_files
+from mnist_autoencoder.scoring.scores import DEFAULT_FPR, load_scorer
 from mnist_autoencoder.storage import sha256_json
 from tasks.caching import stage_task_options
 from tasks.io import StageIO

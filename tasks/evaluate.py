@@ -1,4 +1,4 @@
-"""evaluate: test-set metrics of the trained model (``mnist_autoencoder.evaluation``)."""
+"""evaluate: test-set metrics of the trained model (``evaluation.reconstruction``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from prefect import task
 
-from mnist_autoencoder.evaluation import evaluate_reconstruction
-from mnist_autoencoder.inference import reconstruct
+from mnist_autoencoder.evaluation.reconstruction import evaluate_reconstruction
+from mnist_autoencoder.models.inference import reconstruct
 from mnist_autoencoder.paths import stage_root
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits

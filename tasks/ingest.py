@@ -1,4 +1,4 @@
-"""ingest: a batch of labelled images becomes a new snapshot (``mnist_autoencoder.snapshots``).
+"""ingest: a batch of labelled images becomes a new snapshot (``mnist_autoencoder.data.snapshots``).
 
 Not cached: ingesting changes state, and the manifest itself makes a repeated
 batch a no-op (every image a duplicate). A new snapshot is announced as the
@@ -16,11 +16,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mnist_autoencoder import ingestion, snapshots
-from mnist_autoencoder.catalog import get_dataset
-from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.data import ingestion, snapshots
+from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.pixels import InputError
 from mnist_autoencoder.paths import download_dir
-from mnist_autoencoder.pixels import InputError
 from mnist_autoencoder.storage import require_valid, sha256_file
 
 EVENT = "mnist.snapshot.created"

@@ -16,8 +16,8 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
+from mnist_autoencoder.data.splits import Split, load_splits
 from mnist_autoencoder.paths import checkpoint_path
-from mnist_autoencoder.splits import Split, load_splits
 from mnist_autoencoder.storage import (
     atomic_dir,
     describe_outputs,

@@ -1,4 +1,4 @@
-"""parent: the earlier model a run on a grown snapshot starts from (``mnist_autoencoder.lineage``).
+"""parent: the earlier model a run on a grown snapshot starts from (``lifecycle.lineage``).
 
 An uncached look-up, like ``snapshot``: it reads the registry as it is now. Its
 answer changes only when the registry gains a model promoted on one of the
@@ -12,7 +12,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mnist_autoencoder.lineage import find_parent
+from mnist_autoencoder.lifecycle.lineage import find_parent
 
 
 @task(name="parent", cache_policy=NO_CACHE)

@@ -1,4 +1,4 @@
-"""preprocess: raw files -> cached splits, NPZ and Parquet (``mnist_autoencoder.preprocessing``)."""
+"""preprocess: raw files -> cached splits, NPZ and Parquet (``data.preprocessing``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.preprocessing import split_files
 from mnist_autoencoder.paths import processed_dir
-from mnist_autoencoder.preprocessing import split_files
 from tasks.caching import stage_task_options
 from tasks.io import StageIO
 

@@ -1,4 +1,4 @@
-"""promote: champion/challenger per dataset (``mnist_autoencoder.registry``).
+"""promote: champion/challenger per dataset (``mnist_autoencoder.lifecycle.registry``).
 
 The only stage that changes state outside its own outputs, so its cache record is
 trusted only while the dataset's champion is intact: a champion deleted, damaged
@@ -15,10 +15,8 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from mnist_autoencoder.inference import reconstruct
-from mnist_autoencoder.metrics import mean_errors
-from mnist_autoencoder.paths import models_dir
-from mnist_autoencoder.registry import (
+from mnist_autoencoder.evaluation.metrics import mean_errors
+from mnist_autoencoder.lifecycle.registry import (
     DEFAULT_POLICY,
     VERDICTS,
     champion_problems,
@@ -26,6 +24,8 @@ from mnist_autoencoder.registry import (
     hold_reason,
     promote_model,
 )
+from mnist_autoencoder.models.inference import reconstruct
+from mnist_autoencoder.paths import models_dir
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 

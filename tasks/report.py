@@ -1,4 +1,4 @@
-"""report: the Markdown/HTML report and Prefect artifacts (``mnist_autoencoder.report``)."""
+"""report: the Markdown/HTML report and Prefect artifacts (``mnist_autoencoder.reports.run``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mnist_autoencoder.paths import HISTORY_FILE, stage_root
-from mnist_autoencoder.report import build_sections, draw_figures, report_files, summary_markdown
+from mnist_autoencoder.reports.run import (
+    build_sections,
+    draw_figures,
+    report_files,
+    summary_markdown,
+)
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read
 

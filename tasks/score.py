@@ -1,4 +1,4 @@
-"""score: a trained model scores new images, streamed in chunks (``mnist_autoencoder.batch``).
+"""score: a trained model scores new images, streamed in chunks (``scoring.batch``).
 
 ``score`` is cached on the model's content, the input's content and the rate:
 the same input with the same champion is a cached no-op; a new champion rescores.
@@ -19,12 +19,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mnist_autoencoder.batch import Summary, new_summary, score_chunks
-from mnist_autoencoder.inputs import open_input
+from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_dir
 from mnist_autoencoder.paths import download_dir, models_dir, stage_root
-from mnist_autoencoder.registry import champion_files, scoring_model_dir
-from mnist_autoencoder.score_report import summary_files
-from mnist_autoencoder.scoring import load_scorer
+from mnist_autoencoder.reports.score import summary_files
+from mnist_autoencoder.scoring.batch import Summary, new_summary, score_chunks
+from mnist_autoencoder.scoring.scores import load_scorer
 from mnist_autoencoder.storage import describe_outputs, write_parquet_stream
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read

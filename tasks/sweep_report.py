@@ -1,4 +1,4 @@
-"""sweep_report: the sweep's tables, plot and report (``mnist_autoencoder.sweep_report``)."""
+"""sweep_report: the sweep's tables, plot and report (``mnist_autoencoder.reports.sweep``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from mnist_autoencoder.paths import stage_root
-from mnist_autoencoder.sweep_report import summary_records, sweep_report_files
+from mnist_autoencoder.reports.sweep import summary_records, sweep_report_files
 from tasks.caching import stage_task_options
 from tasks.io import StageIO
 

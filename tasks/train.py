@@ -1,8 +1,8 @@
-"""train: fit the autoencoder on the cached splits (``mnist_autoencoder.training``).
+"""train: fit the autoencoder on the cached splits (``mnist_autoencoder.models.training``).
 
 TensorFlow is imported by the core when training starts, not when this module
 is imported: a fully cached run must not pay the 5-12 s TensorFlow import.
-With ``init`` (the parent model, ``mnist_autoencoder.lineage``) training starts
+With ``init`` (the parent model, ``mnist_autoencoder.lifecycle.lineage``) training starts
 from its weights: a warm start, which the config and the registry record.
 """
 
@@ -15,9 +15,9 @@ import pandas as pd
 from prefect import task
 
 from mnist_autoencoder.codeversion import code_version
+from mnist_autoencoder.models.training import train_model
 from mnist_autoencoder.paths import CALIBRATION_FILE, HISTORY_FILE, stage_root
-from mnist_autoencoder.scoring import DEFAULT_FPR, calibrate, make_error_function
-from mnist_autoencoder.training import train_model
+from mnist_autoencoder.scoring.scores import DEFAULT_FPR, calibrate, make_error_function
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 

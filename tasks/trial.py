@@ -1,4 +1,4 @@
-"""trial: one cell of a sweep, trained and scored (``mnist_autoencoder.trial``).
+"""trial: one cell of a sweep, trained and scored (``mnist_autoencoder.models.trial``).
 
 Each trial is its own cached stage: a sweep whose grid grows by one value trains
 only the new trials. TensorFlow is imported only inside a trial that trains.
@@ -10,8 +10,8 @@ from typing import Any
 
 from prefect import task
 
+from mnist_autoencoder.models.trial import REFERENCE, run_trial
 from mnist_autoencoder.paths import stage_root
-from mnist_autoencoder.trial import REFERENCE, run_trial
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_autoencoder.catalog import IDX_NAMES, ROLES, DatasetSpec, declare
+from mnist_autoencoder.data.catalog import IDX_NAMES, ROLES, DatasetSpec, declare
 
 NAME = "synthetic"
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from mnist_autoencoder.analysis import extremes, unit_statistics
-from mnist_autoencoder.baselines import fit_pca
-from mnist_autoencoder.probes import linear_probe
+from mnist_autoencoder.evaluation.analysis import extremes, unit_statistics
+from mnist_autoencoder.evaluation.baselines import fit_pca
+from mnist_autoencoder.evaluation.probes import linear_probe
 
 
 def test_probe_is_perfect_on_a_linearly_separable_toy_set():
@@ -57,7 +57,7 @@ def blobs(n, seed, shift=0.0, scale=1.0):
 
 
 def test_a_warm_probe_starts_as_the_same_function_in_the_new_standardisation():
-    from mnist_autoencoder.probes import warm_solution
+    from mnist_autoencoder.evaluation.probes import warm_solution
 
     x, y = blobs(3000, 0)
     _, _, state = linear_probe(x[:2000], y[:2000], x[2000:], y[2000:], seed=0)
@@ -70,7 +70,7 @@ def test_a_warm_probe_starts_as_the_same_function_in_the_new_standardisation():
 
 
 def test_a_warm_probe_needs_few_iterations_and_reaches_the_converged_accuracy():
-    from mnist_autoencoder.probes import WARM_MAX_ITER
+    from mnist_autoencoder.evaluation.probes import WARM_MAX_ITER
 
     x, y = blobs(6000, 1)
     test_x, test_y = blobs(2000, 2)
@@ -85,7 +85,7 @@ def test_a_warm_probe_needs_few_iterations_and_reaches_the_converged_accuracy():
 
 
 def test_a_warm_tsne_is_used_only_for_the_same_images():
-    from mnist_autoencoder.analysis import tsne_projection, warm_layout
+    from mnist_autoencoder.evaluation.analysis import tsne_projection, warm_layout
 
     codes, _ = blobs(400, 3)
     sample = np.arange(0, 400, 2)

@@ -8,8 +8,8 @@ it fails here rather than in the next benchmark run.
 import numpy as np
 
 from benchmarks.training import same_work_as_pipeline
-from mnist_autoencoder.model import build_autoencoder, fit_autoencoder
-from mnist_autoencoder.preprocessing import build_splits
+from mnist_autoencoder.data.preprocessing import build_splits
+from mnist_autoencoder.models.model import build_autoencoder, fit_autoencoder
 from tests.synthetic import make_digits
 
 

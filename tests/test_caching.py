@@ -44,12 +44,12 @@ def test_stages_reach_exactly_the_core_modules_they_use():
     """The import graph, as the closing note of issue 13 lists it."""
     reach = {stage: set(reachable((f"tasks.{stage}",))[0])
              for stage in ("download", "preprocess", "train", "report", "promote")}
-    assert "mnist_autoencoder.figures" in reach["report"]
-    assert not any("mnist_autoencoder.figures" in reach[s] for s in reach if s != "report")
-    assert "mnist_autoencoder.idx" in reach["preprocess"]
-    assert "mnist_autoencoder.model" in reach["train"]
-    assert "mnist_autoencoder.model" not in reach["download"] | reach["preprocess"]
-    assert "mnist_autoencoder.registry" in reach["promote"]
+    assert "mnist_autoencoder.reports.figures" in reach["report"]
+    assert not any("mnist_autoencoder.reports.figures" in reach[s] for s in reach if s != "report")
+    assert "mnist_autoencoder.data.idx" in reach["preprocess"]
+    assert "mnist_autoencoder.models.model" in reach["train"]
+    assert "mnist_autoencoder.models.model" not in reach["download"] | reach["preprocess"]
+    assert "mnist_autoencoder.lifecycle.registry" in reach["promote"]
 
 
 def test_stage_key_depends_on_stage_code_and_inputs_and_is_stable():

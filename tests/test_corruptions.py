@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mnist_autoencoder.corruptions import (
+from mnist_autoencoder.data.preprocessing import normalize
+from mnist_autoencoder.evaluation.corruptions import (
     CORRUPTIONS,
     MILD,
     blur,
@@ -13,7 +14,6 @@ from mnist_autoencoder.corruptions import (
     rotate,
     shift,
 )
-from mnist_autoencoder.preprocessing import normalize
 from tests.synthetic import make_digits
 
 RANDOM = ("shift3", "shot_noise_c60", "gaussian_noise_s0.18", "impulse_noise_0.09", "fog_0.5")

@@ -7,8 +7,8 @@ import urllib.error
 
 import pytest
 
-from mnist_autoencoder import download as dl
-from mnist_autoencoder.catalog import DatasetSpec, declare
+from mnist_autoencoder.data import download as dl
+from mnist_autoencoder.data.catalog import DatasetSpec, declare
 from tests import synthetic
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_autoencoder import drift
-from mnist_autoencoder.drift import MIN_BATCH, Sample, detect, pool_classes
-from mnist_autoencoder.registry import hold_reason
+from mnist_autoencoder.lifecycle.registry import hold_reason
+from mnist_autoencoder.scoring.drift import MIN_BATCH, Sample, detect, pool_classes
+from mnist_autoencoder.scoring import drift
 
 
 def sample(n, rng, shift=0.0, code_shift=0.0, labels=True, without=None, dims=8):
@@ -41,7 +41,7 @@ def test_same_distribution_rarely_trips_and_p_values_are_uniform(reference):
 
 
 def test_the_core_module_imports_neither_tensorflow_nor_prefect():
-    code = ("import sys, mnist_autoencoder.drift; "
+    code = ("import sys, mnist_autoencoder.scoring.drift; "
             "print(sorted({'tensorflow', 'prefect'} & set(sys.modules)))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            cwd=Path(__file__).resolve().parents[1], check=True)

@@ -14,7 +14,7 @@ import pytest
 
 from flows.cli import group_params
 from flows.drift import mnist_drift
-from mnist_autoencoder.drift import MIN_BATCH
+from mnist_autoencoder.scoring.drift import MIN_BATCH
 from tests import synthetic
 from tests.flowrun import PROJECT, pipeline
 

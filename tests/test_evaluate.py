@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_autoencoder.metrics import (
+from mnist_autoencoder.evaluation.metrics import (
     argmax_pixel_confusion,
     loss_by_digit,
     per_sample_bce,

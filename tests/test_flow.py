@@ -127,13 +127,13 @@ def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):
 
 
 @pytest.mark.parametrize("module, marker, edit, stages", [
-    # reached through tasks.preprocess -> mnist_autoencoder.preprocessing -> idx, and through
-    # tasks.drift -> mnist_autoencoder.drift (imported in a function: a rebuilt reference)
-    ("mnist_autoencoder/idx.py", "    if len(data) < 4:\n", "    data = bytes(data)  # edited\n",
-     ("preprocess", "drift")),
-    # reached only through tasks.report -> mnist_autoencoder.report (imported in a function)
-    ("mnist_autoencoder/figures.py", "def plot_loss_curves(", "EDITED_BY_THE_TEST = True\n\n\n",
-     ("report",)),
+    # reached through tasks.preprocess -> mnist_autoencoder.data.preprocessing -> idx, and through
+    # tasks.drift -> mnist_autoencoder.scoring.drift (imported in a function: a rebuilt reference)
+    ("mnist_autoencoder/data/idx.py", "    if len(data) < 4:\n",
+     "    data = bytes(data)  # edited\n", ("preprocess", "drift")),
+    # reached only through tasks.report -> mnist_autoencoder.reports.run (imported in a function)
+    ("mnist_autoencoder/reports/figures.py", "def plot_loss_curves(",
+     "EDITED_BY_THE_TEST = True\n\n\n", ("report",)),
 ])
 def test_changing_a_helper_module_invalidates_its_stage_only(base, prefect_api, tmp_path,
                                                               module, marker, edit, stages):

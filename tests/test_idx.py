@@ -3,7 +3,12 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_autoencoder.idx import IdxFormatError, load_images_and_labels, parse_idx, read_idx_gz
+from mnist_autoencoder.data.idx import (
+    IdxFormatError,
+    load_images_and_labels,
+    parse_idx,
+    read_idx_gz,
+)
 from tests.synthetic import idx_bytes
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_autoencoder import ingestion, snapshots
-from mnist_autoencoder.catalog import get_dataset
-from mnist_autoencoder.idx import read_idx_gz
-from mnist_autoencoder.inputs import open_input
-from mnist_autoencoder.preprocessing import split_files
-from mnist_autoencoder.splits import load_splits
+from mnist_autoencoder.data import ingestion, snapshots
+from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.idx import read_idx_gz
+from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.preprocessing import split_files
+from mnist_autoencoder.data.splits import load_splits
 from mnist_autoencoder.storage import write_outputs
 from tests import synthetic
 from tests.flowrun import PROJECT
@@ -146,7 +146,7 @@ def test_two_ingests_at_once_both_land(base):
 KILLED = """
 import sys
 from pathlib import Path
-from mnist_autoencoder import ingestion, snapshots
+from mnist_autoencoder.data import ingestion, snapshots
 from tests import synthetic
 root, seed = Path(sys.argv[1]), int(sys.argv[2])
 images, labels = synthetic.make_digits(20000, seed=seed)

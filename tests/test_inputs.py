@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mnist_autoencoder.inputs import InputError, open_input
+from mnist_autoencoder.data.inputs import InputError, open_input
 from tests.synthetic import idx_bytes, make_digits
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.data.catalog import get_dataset
 from tests.flowrun import pipeline
 
 # Measured here with seed 0: 2 epochs give test BCE 0.1640 (50 epochs: 0.0916).

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from mnist_autoencoder import registry as rg
-from mnist_autoencoder.lineage import find_parent
+from mnist_autoencoder.lifecycle import registry as rg
+from mnist_autoencoder.lifecycle.lineage import find_parent
 from mnist_autoencoder.paths import SOURCE_FILE
 from mnist_autoencoder.storage import write_outputs
 from tests.test_promote import fake_model

@@ -6,13 +6,13 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from mnist_autoencoder.model import (  # noqa: E402
+from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.models.model import (  # noqa: E402
     EarlyStopping,
     build_autoencoder,
     fit_autoencoder,
     make_epoch_functions,
 )
-from mnist_autoencoder.preprocessing import normalize  # noqa: E402
 from tests.synthetic import make_digits  # noqa: E402
 
 

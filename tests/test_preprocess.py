@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
 
-from mnist_autoencoder.catalog import BUILT_IN
-from mnist_autoencoder.preprocessing import build_splits, normalize, split_files, split_train_val
-from mnist_autoencoder.splits import FILE_NAMES, load_splits, read_metadata
+from mnist_autoencoder.data.catalog import BUILT_IN
+from mnist_autoencoder.data.preprocessing import (
+    build_splits,
+    normalize,
+    split_files,
+    split_train_val,
+)
+from mnist_autoencoder.data.splits import FILE_NAMES, load_splits, read_metadata
 from mnist_autoencoder.storage import sha256_file, write_outputs
 from tests import synthetic
 

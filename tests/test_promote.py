@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from mnist_autoencoder import registry as rg
+from mnist_autoencoder.lifecycle import registry as rg
 from mnist_autoencoder.paths import MODEL_FILES
 
 

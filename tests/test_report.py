@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_autoencoder.figures import (
+from mnist_autoencoder.reports.figures import (
     latent_grid_shape,
     plot_argmax_confusion,
     plot_error_distribution,
@@ -14,8 +14,8 @@ from mnist_autoencoder.figures import (
     plot_samples,
     plot_unit_statistics,
 )
-from mnist_autoencoder.rendering import markdown_table, to_html, to_markdown
-from mnist_autoencoder.report import build_sections
+from mnist_autoencoder.reports.rendering import markdown_table, to_html, to_markdown
+from mnist_autoencoder.reports.run import build_sections
 
 
 @pytest.mark.parametrize("dim, shape", [(32, (4, 8)), (16, (4, 4)), (7, (1, 7)), (64, (8, 8))])

@@ -14,8 +14,8 @@ import pytest
 
 from flows.cli import group_params
 from flows.ingest import mnist_ingest
-from mnist_autoencoder.drift import MIN_BATCH
-from mnist_autoencoder.registry import champion_dir, read_champion
+from mnist_autoencoder.lifecycle.registry import champion_dir, read_champion
+from mnist_autoencoder.scoring.drift import MIN_BATCH
 from tests import synthetic
 from tests.flowrun import STAGES, cli_run, expect, growing_run, pipeline, states, summary_states
 from tests.test_drift_flow import wait_for_event

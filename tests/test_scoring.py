@@ -5,9 +5,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from mnist_autoencoder.metrics import per_sample_bce, per_sample_mse  # noqa: E402
-from mnist_autoencoder.preprocessing import normalize  # noqa: E402
-from mnist_autoencoder.scoring import (  # noqa: E402
+from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.evaluation.metrics import per_sample_bce, per_sample_mse  # noqa: E402
+from mnist_autoencoder.models.training import train_model  # noqa: E402
+from mnist_autoencoder.scoring.scores import (  # noqa: E402
     DEFAULT_SCORE,
     SCORES,
     Calibration,
@@ -15,7 +16,6 @@ from mnist_autoencoder.scoring import (  # noqa: E402
     calibrate,
     make_error_function,
 )
-from mnist_autoencoder.training import train_model  # noqa: E402
 from tests.synthetic import make_digits  # noqa: E402
 
 

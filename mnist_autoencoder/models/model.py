@@ -93,7 +93,7 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
     """Compile a one-epoch training function and a full-set loss function for ``autoencoder``.
 
     ``jit_compile=False`` builds the same loop as a plain TensorFlow graph, for
-    models whose ops XLA runs slowly on CPU (convolutions, see ``mnist_autoencoder.variants``).
+    models whose ops XLA runs slowly on CPU (convolutions, see ``models.variants``).
 
     The epoch is a single XLA program: a while loop over the full batches plus one
     step for the remainder. Measured on 2 cores: 0.22-0.3 s/epoch, against 0.35 s

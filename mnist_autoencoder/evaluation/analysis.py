@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_autoencoder.probes import describe_fit, linear_probe, states_file
-from mnist_autoencoder.splits import Split
+from mnist_autoencoder.data.splits import Split
+from mnist_autoencoder.evaluation.probes import describe_fit, linear_probe, states_file
 
 TSNE_SAMPLE = 2000
 WARM_TSNE_ITER = 250  # scikit-learn's minimum
@@ -135,7 +135,7 @@ def anomaly_table(score: Callable[[np.ndarray], np.ndarray], threshold: float,
     """
     from sklearn.metrics import roc_auc_score
 
-    from mnist_autoencoder.corruptions import MILD
+    from mnist_autoencoder.evaluation.corruptions import MILD
 
     normal = score(x_test)
     rows = [("test split, clean", "", float("nan"), float(np.mean(normal > threshold)))]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mnist_autoencoder.inputs import NO_LABEL, Chunk
-from mnist_autoencoder.scoring import Scorer
+from mnist_autoencoder.data.inputs import NO_LABEL, Chunk
+from mnist_autoencoder.scoring.scores import Scorer
 
 N_BINS = 60
 GALLERY = 16

@@ -17,7 +17,7 @@ def model_outputs(autoencoder, encoder, decoder) -> dict[str, Any]:
 
 
 def load_model(model_dir: str | Path, name: str):
-    # Level 3 hides TensorFlow's C++ start-up notices (as mnist_autoencoder.model does);
+    # Level 3 hides TensorFlow's C++ start-up notices (as mnist_autoencoder.models.model does);
     # set TF_CPP_MIN_LOG_LEVEL yourself to see them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_autoencoder.metrics import EPSILON
+from mnist_autoencoder.data.pixels import as_unit_pixels
+from mnist_autoencoder.evaluation.metrics import EPSILON
 from mnist_autoencoder.paths import CALIBRATION_FILE
-from mnist_autoencoder.pixels import as_unit_pixels
 
 CHUNK = 8192
 DEFAULT_FPR = 0.01
@@ -139,12 +139,12 @@ class Scorer:
         self.errors = make_error_function(encoder, decoder)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        from mnist_autoencoder.inference import apply_in_chunks
+        from mnist_autoencoder.models.inference import apply_in_chunks
 
         return apply_in_chunks(self.encoder, _pixels(x))
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
-        from mnist_autoencoder.inference import apply_in_chunks
+        from mnist_autoencoder.models.inference import apply_in_chunks
 
         return apply_in_chunks(self.decoder, self.encode(x))
 
@@ -174,7 +174,7 @@ def _pixels(x: np.ndarray) -> np.ndarray:
 
 def load_scorer(model_dir: str | Path) -> Scorer:
     """The model saved in ``model_dir`` (a training run's or a champion's folder)."""
-    from mnist_autoencoder.inference import load_model
+    from mnist_autoencoder.models.inference import load_model
 
     model_dir = Path(model_dir)
     path = model_dir / CALIBRATION_FILE

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from mnist_autoencoder.rendering import Section, to_html, to_markdown
+from mnist_autoencoder.reports.rendering import Section, to_html, to_markdown
 
 TITLE = "MNIST autoencoder sweep: variants and code sizes"
 SUMMARY_COLUMNS = ["variant", "latent_dim", "seeds", "test_bce", "test_bce_std", "test_mse",
@@ -48,7 +48,7 @@ def best_per_size(summary: pd.DataFrame) -> pd.DataFrame:
 def sweep_report_files(metrics: list[dict[str, Any]],
                        settings: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame]:
     """Return (``{file name: value}``: tables, plot, ``sweep.md``, ``sweep.html``; summary)."""
-    from mnist_autoencoder.figures import plot_rate_distortion, to_png
+    from mnist_autoencoder.reports.figures import plot_rate_distortion, to_png
 
     trials = trials_table(metrics)
     summary = summary_table(trials)

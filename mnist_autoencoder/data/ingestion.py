@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_autoencoder.snapshots import (
+from mnist_autoencoder.data.snapshots import (
     MANIFEST,
     image_hashes,
     read_manifest,
@@ -80,8 +80,8 @@ def read_labelled(batch) -> tuple[np.ndarray, np.ndarray]:
 
     Float pixels are stored as the nearest of the 256 levels the dataset's files hold.
     """
-    from mnist_autoencoder.inputs import NO_LABEL
-    from mnist_autoencoder.pixels import InputError
+    from mnist_autoencoder.data.inputs import NO_LABEL
+    from mnist_autoencoder.data.pixels import InputError
 
     images, labels = [], []
     for chunk in batch.iter_chunks():
@@ -95,7 +95,7 @@ def read_labelled(batch) -> tuple[np.ndarray, np.ndarray]:
 
 def base_hashes(raw_dir: Path, files: dict[str, str]) -> set[str]:
     """The hashes of every image of the base dataset, train and test."""
-    from mnist_autoencoder.idx import read_idx_gz
+    from mnist_autoencoder.data.idx import read_idx_gz
 
     return {h for role in ("train_images", "test_images")
             for h in image_hashes(read_idx_gz(Path(raw_dir) / files[role]))}

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_autoencoder.idx import IdxFormatError, iter_idx, open_idx, read_header
-from mnist_autoencoder.pixels import (
+from mnist_autoencoder.data.idx import IdxFormatError, iter_idx, open_idx, read_header
+from mnist_autoencoder.data.pixels import (
     N_PIXELS,
     SIDE,
     InputError,
@@ -260,7 +260,7 @@ def fetch_idx_directory(url: str, directory: Path) -> Path:
     import urllib.error
     import urllib.parse
 
-    from mnist_autoencoder.download import fetch_with_retries
+    from mnist_autoencoder.data.download import fetch_with_retries
     from mnist_autoencoder.storage import write_bytes_atomic
 
     base = url if url.endswith("/") else url + "/"

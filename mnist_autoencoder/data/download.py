@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_autoencoder import paths
-from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
 
 

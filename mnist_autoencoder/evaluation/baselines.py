@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_autoencoder.metrics import mean_errors
-from mnist_autoencoder.probes import describe_fit, linear_probe, states_file
-from mnist_autoencoder.splits import Split
+from mnist_autoencoder.data.splits import Split
+from mnist_autoencoder.evaluation.metrics import mean_errors
+from mnist_autoencoder.evaluation.probes import describe_fit, linear_probe, states_file
 
 
 def fit_pca(x_train: np.ndarray, n_components: int, seed: int):

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mnist_autoencoder.idx import load_images_and_labels
-from mnist_autoencoder.splits import FILE_NAMES, METADATA_KEY, Split
+from mnist_autoencoder.data.idx import load_images_and_labels
+from mnist_autoencoder.data.splits import FILE_NAMES, METADATA_KEY, Split
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
@@ -117,7 +117,7 @@ def split_files(raw_dir: Path, files: dict[str, str], val_size: int, seed: int,
                                                       raw_dir / files["test_labels"])
     added = None
     if snapshot and snapshot["batches"]:
-        from mnist_autoencoder.snapshots import assign_splits, load_batch_files
+        from mnist_autoencoder.data.snapshots import assign_splits, load_batch_files
 
         images, labels, hashes = load_batch_files([b["path"] for b in snapshot["batches"]])
         added = (images, labels, assign_splits(hashes, seed, val_size / len(train_images)))

@@ -350,8 +350,8 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
     images are then missing); the returned source says which. Returns
     ``(Split, source)``; raises ``FileNotFoundError`` saying what to do.
     """
+    from mnist_autoencoder.data.splits import load_splits
     from mnist_autoencoder.paths import processed_dir, raw_dir
-    from mnist_autoencoder.splits import load_splits
     from mnist_autoencoder.storage import describe_outputs
 
     params = champion_parameters(info)
@@ -370,7 +370,7 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
             split = load_splits(folder, "npz", ("val",))["val"]
             return split, {"kind": "exact", "dir": str(folder), "n": len(split.y),
                            "note": "the model's own validation split (its splits_sha256)"}
-    from mnist_autoencoder.snapshots import base_id
+    from mnist_autoencoder.data.snapshots import base_id
 
     snapshot = info.get("snapshot")
     grown = bool(snapshot) and snapshot != base_id(dataset)  # batches joined the splits
@@ -390,10 +390,10 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
 
 def rebuild_validation_split(raw: Path, dataset: str, val_size: int, seed: int):
     """The base validation split of the raw IDX files in ``raw``, as ``build_splits`` cuts it."""
-    from mnist_autoencoder.catalog import get_dataset
-    from mnist_autoencoder.idx import load_images_and_labels
-    from mnist_autoencoder.preprocessing import normalize, split_train_val
-    from mnist_autoencoder.splits import Split
+    from mnist_autoencoder.data.catalog import get_dataset
+    from mnist_autoencoder.data.idx import load_images_and_labels
+    from mnist_autoencoder.data.preprocessing import normalize, split_train_val
+    from mnist_autoencoder.data.splits import Split
 
     names = get_dataset(dataset).file_names()
     paths = {role: Path(raw) / name for role, name in names.items()}
@@ -410,7 +410,7 @@ def rebuild_validation_split(raw: Path, dataset: str, val_size: int, seed: int):
 
 def reference_problem(data_dir: Path, dataset: str) -> str | None:
     """Why no reference split can be found under ``data_dir``; None if one can (no hashing)."""
-    from mnist_autoencoder.catalog import get_dataset
+    from mnist_autoencoder.data.catalog import get_dataset
     from mnist_autoencoder.paths import processed_dir, raw_dir
 
     if any(processed_dir(Path(data_dir), dataset).glob("*/splits.npz")):

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnist_autoencoder.baselines import fit_pca
-from mnist_autoencoder.metrics import mean_errors
+from mnist_autoencoder.data.splits import Split
+from mnist_autoencoder.evaluation.baselines import fit_pca
+from mnist_autoencoder.evaluation.metrics import mean_errors
 from mnist_autoencoder.paths import HISTORY_FILE
-from mnist_autoencoder.splits import Split
 
 VARIANTS = ("shallow", "sparse", "deep", "conv", "vae")  # built by ``variants``
 REFERENCE = "pca"
@@ -37,8 +37,8 @@ def _fit_network(variant: str, train: Split, val: Split, test: Split, latent_dim
                  log) -> dict[str, Any]:
     import pandas as pd
 
-    from mnist_autoencoder.inference import apply_in_chunks
-    from mnist_autoencoder.training import train_model
+    from mnist_autoencoder.models.inference import apply_in_chunks
+    from mnist_autoencoder.models.training import train_model
 
     fitted = train_model(variant, train.x, val.x, latent_dim=latent_dim, seed=seed,
                          checkpoint=checkpoint, log=log,
@@ -76,7 +76,7 @@ def run_trial(splits: dict[str, Split], *, variant: str, latent_dim: int, seed: 
         "probe_accuracy": None,
     }
     if probe:
-        from mnist_autoencoder.probes import linear_probe
+        from mnist_autoencoder.evaluation.probes import linear_probe
 
         log(f"Linear probe on {latent_dim}-d {variant} codes")
         metrics["probe_accuracy"] = linear_probe(fitted["train_codes"], train.y,

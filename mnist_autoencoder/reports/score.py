@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_autoencoder.batch import Summary
-from mnist_autoencoder.rendering import Section, key_value_table, to_html, to_markdown
+from mnist_autoencoder.reports.rendering import Section, key_value_table, to_html, to_markdown
+from mnist_autoencoder.scoring.batch import Summary
 
 TITLE = "Anomaly scores"
 
@@ -42,7 +42,7 @@ def summary_files(summary: Summary, score: str, reference: np.ndarray,
                   reconstructions: np.ndarray, model: dict[str, Any],
                   source: str) -> dict[str, Any]:
     """``{file name: value}``: ``summary.json``, ``summary.md``, ``summary.html`` and figures."""
-    from mnist_autoencoder.figures import plot_gallery, plot_score_histogram, to_png
+    from mnist_autoencoder.reports.figures import plot_gallery, plot_score_histogram, to_png
 
     png = {"histogram": to_png(plot_score_histogram(summary.edges, summary.histogram,
                                                     reference, summary.threshold, score)),

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_autoencoder.catalog import get_dataset
+from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.storage import sha256_file, sha256_json
 
 MANIFEST = "manifest.parquet"

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mnist_autoencoder.model import build_autoencoder
+from mnist_autoencoder.models.model import build_autoencoder
 
 SPARSITY_L1 = 1e-4
 DEEP_HIDDEN = (128, 64)

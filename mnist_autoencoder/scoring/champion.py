@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 from mnist_autoencoder.paths import models_dir, resolve_dir
-from mnist_autoencoder.registry import scoring_model_dir
-from mnist_autoencoder.scoring import Scorer, load_scorer
+from mnist_autoencoder.scoring.scores import Scorer, load_scorer
 
 
 def load_champion(dataset: str = "mnist", artifacts_dir: str | Path = "artifacts",

@@ -42,9 +42,9 @@ def train_model(variant: str, x_train: np.ndarray, x_val: np.ndarray, *, latent_
     starts from its weights (a warm start; the optimizer starts fresh). With
     ``checkpoint``, a killed run resumes from its last finished epoch.
     """
-    from mnist_autoencoder.inference import load_model, model_outputs
-    from mnist_autoencoder.model import fit_autoencoder
-    from mnist_autoencoder.variants import JIT_COMPILE, build_variant
+    from mnist_autoencoder.models.inference import load_model, model_outputs
+    from mnist_autoencoder.models.model import fit_autoencoder
+    from mnist_autoencoder.models.variants import JIT_COMPILE, build_variant
 
     autoencoder, encoder, decoder = build_variant(variant, x_train.shape[1], latent_dim,
                                                   learning_rate, seed)

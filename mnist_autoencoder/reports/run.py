@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_autoencoder.registry import VERDICTS, decision_event
-from mnist_autoencoder.rendering import Section, key_value_table, to_html, to_markdown
+from mnist_autoencoder.lifecycle.registry import VERDICTS, decision_event
+from mnist_autoencoder.reports.rendering import Section, key_value_table, to_html, to_markdown
 
 TITLE = "MNIST shallow autoencoder: report"
 
@@ -147,7 +147,7 @@ def draw_figures(history: pd.DataFrame, samples: dict[str, np.ndarray],
     ``analysis`` holds the analyze stage's ``analysis.json``, ``views.npz`` and
     ``unit_stats.csv`` values, by file name.
     """
-    from mnist_autoencoder import figures as fg
+    from mnist_autoencoder.reports import figures as fg
 
     s = samples
     drawn = {"loss_curves": fg.plot_loss_curves(history),
@@ -174,7 +174,7 @@ def draw_figures(history: pd.DataFrame, samples: dict[str, np.ndarray],
 
 def report_files(sections: list[Section], drawn: dict[str, Any]) -> dict[str, Any]:
     """``{file name: value}``: one PNG per figure, ``report.md`` and ``report.html``."""
-    from mnist_autoencoder.figures import to_png
+    from mnist_autoencoder.reports.figures import to_png
 
     png = {key: to_png(fig) for key, fig in drawn.items()}
     names = {key: f"{key}.png" for key in png}

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from mnist_autoencoder.metrics import (
+from mnist_autoencoder.data.splits import Split
+from mnist_autoencoder.evaluation.metrics import (
     argmax_pixel_confusion,
     loss_by_digit,
     mean_errors,
     reconstruction_errors,
 )
-from mnist_autoencoder.splits import Split
 
 N_SAMPLES_SHOWN = 10
 TEST_ERRORS = "test_errors.npz"  # per-image codes and errors, reused by the analysis

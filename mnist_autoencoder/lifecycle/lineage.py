@@ -25,14 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, models_dir, stage_root
-from mnist_autoencoder.registry import (
+from mnist_autoencoder.lifecycle.registry import (
     champion_files,
     holds_model,
     model_sha256,
     read_registry,
     store_dir,
 )
+from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, models_dir, stage_root
 from mnist_autoencoder.storage import describe_outputs
 
 WARM_FILES = {"baselines": ("probes.npz",), "analyze": ("probes.npz", "views.npz")}
