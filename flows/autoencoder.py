@@ -24,12 +24,11 @@ from prefect import flow
 
 from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
-from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, DEFAULT_TOLERANCE, decision_event
+from mnist_autoencoder.lifecycle.registry import decision_event
 from mnist_autoencoder.params import (
-    WARM_EPOCHS,
-    WARM_LEARNING_RATE,
     DataConfig,
     PathsConfig,
+    PipelineConfig,
     TrainingConfig,
     validate_pipeline,
 )
@@ -49,12 +48,7 @@ def mnist_autoencoder(
     data: DataConfig = DataConfig(),
     training: TrainingConfig = TrainingConfig(),
     paths: PathsConfig = PathsConfig(),
-    latent_dim: int = 32,
-    promotion_tolerance: float = DEFAULT_TOLERANCE,
-    warm_start: bool = True,
-    warm_epochs: int = WARM_EPOCHS,
-    warm_learning_rate: float = WARM_LEARNING_RATE,
-    drift_policy: str = DEFAULT_POLICY,
+    pipeline: PipelineConfig = PipelineConfig(),
 ) -> dict[str, Any]:
     """Train, evaluate and report the seed's shallow autoencoder; promote it if it is as good.
 
@@ -62,54 +56,43 @@ def mnist_autoencoder(
         data: which dataset, where from, and how it is split.
         training: epochs, batch size, learning rate, patience.
         paths: where data and artifacts go.
-        latent_dim: size of the code.
-        promotion_tolerance: the new model replaces the champion if its test BCE is
-            at most champion * (1 + promotion_tolerance).
-        warm_start: on a grown snapshot, start from the parent model (the newest
-            champion trained on an earlier snapshot of this data) and its probes; false
-            trains from scratch.
-        warm_epochs: epochs of a warm-started training run (instead of epochs).
-        warm_learning_rate: Adam's learning rate in a warm-started run.
-        drift_policy: what a drift of the new batches from the parent's data does to
-            the promotion: hold-anomalous (hold it when the anomaly score also flags
-            more than 3% of the new images), hold (hold it on every drift) or record
-            (note the drift, decide as usual). A held model is trained and reported;
-            the champion stays until a person reruns with record.
+        pipeline: the code size, the promotion tolerance, and how a retrain on a grown
+            snapshot starts (warm_*) and what a drift does to its promotion (drift_policy).
+            A held model is trained and reported; the champion stays until a person
+            reruns with drift_policy record.
     """
-    validate_pipeline(data, training, paths, latent_dim, promotion_tolerance,
-                      warm_epochs=warm_epochs, warm_learning_rate=warm_learning_rate,
-                      drift_policy=drift_policy)
+    validate_pipeline(data, training, paths, pipeline)
     paths = paths.resolved()
     stages: list[StageRun] = []
     raw, snapshot, splits = run_data_stages(data, paths, stages)
     common = {"splits": splits, "cache_format": data.cache_format,
               "artifacts_dir": paths.artifacts_dir}
-    parent = run_stage(resolve_parent, stages, snapshot=snapshot, latent_dim=latent_dim,
+    parent = run_stage(resolve_parent, stages, snapshot=snapshot,
+                       latent_dim=pipeline.latent_dim,
                        artifacts_dir=paths.artifacts_dir)
-    warm = warm_start and parent["model"] is not None
+    warm = pipeline.warm_start and parent["model"] is not None
     # Before train: these baselines need no model, and running them while TensorFlow is
     # not yet loaded keeps the run's peak memory under 2 GiB (measured 2.3 GiB after).
     # Not beside train: on 2 cores that was slower (69.0 s against 63.6 s) and peaked
     # at 2.2 GiB, since both stages already use both cores.
-    references = run_stage(baselines, stages, **common, latent_dim=latent_dim, seed=data.seed,
-                           warm=parent["baselines"] if warm else None)
+    references = run_stage(baselines, stages, **common, latent_dim=pipeline.latent_dim,
+                           seed=data.seed, warm=parent["baselines"] if warm else None)
     corrupted = run_stage(corrupt, stages, **common, test_sha256=splits["test_sha256"],
                           seed=data.seed)
     gate = run_stage(drift_gate, stages, model=parent["model"], batches=parent["new_batches"],
                      reference=parent["reference"], reason=parent["reason"],
                      dataset=data.dataset, data_dir=paths.data_dir,
                      artifacts_dir=paths.artifacts_dir)
-    schedule = training.model_dump() | (
-        {"epochs": warm_epochs, "learning_rate": warm_learning_rate} if warm else {})
-    trained = run_stage(train, stages, **common, latent_dim=latent_dim, seed=data.seed,
-                        init=parent["model"] if warm else None, **schedule)
+    trained = run_stage(train, stages, **common, latent_dim=pipeline.latent_dim,
+                        seed=data.seed, training=pipeline.schedule(training, warm),
+                        init=parent["model"] if warm else None)
     evaluation = run_stage(evaluate, stages, **common, trained=trained)
     analysis = run_stage(analyze, stages, **common, trained=trained, evaluation=evaluation,
                          baselines=references, corrupted=corrupted, seed=data.seed,
                          warm=parent["analysis"] if warm else None)
     decision = run_stage(promote, stages, **common, trained=trained, evaluation=evaluation,
-                         raw=raw, dataset=data.dataset, tolerance=promotion_tolerance,
-                         drift=gate, drift_policy=drift_policy)
+                         raw=raw, dataset=data.dataset, tolerance=pipeline.promotion_tolerance,
+                         drift=gate, drift_policy=pipeline.drift_policy)
     written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
                         evaluation=evaluation, analysis=analysis, decision=decision,
                         drift=gate, artifacts_dir=paths.artifacts_dir)

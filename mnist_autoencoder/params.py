@@ -1,7 +1,8 @@
 """The flows' parameters as typed groups, and their validation before any work.
 
 Three groups are shared by every flow: ``DataConfig`` (which data, which split),
-``TrainingConfig`` (how to fit) and ``PathsConfig`` (where things go). Prefect
+``TrainingConfig`` (how to fit) and ``PathsConfig`` (where things go); the
+pipeline adds ``PipelineConfig`` (code size, promotion, retraining). Prefect
 turns them into the deployments' parameter schema; ``flows.cli`` turns their
 fields into command-line options and ``--help``. Types are checked by pydantic;
 ranges by the ``validate_*`` functions here, which raise ``ParameterError`` with
@@ -21,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from mnist_autoencoder.data.catalog import datasets
 from mnist_autoencoder.data.download import local_source_dir
 from mnist_autoencoder.data.splits import FORMATS
-from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, POLICIES, check_layout
+from mnist_autoencoder.errors import ParameterError
+from mnist_autoencoder.lifecycle.registry import (
+    DEFAULT_POLICY,
+    DEFAULT_TOLERANCE,
+    POLICIES,
+    check_layout,
+)
 from mnist_autoencoder.paths import models_dir, resolve_dir
-
-
-class ParameterError(ValueError):
-    """A flow parameter is out of range; the message names it and the allowed values."""
 
 
 class _Group(BaseModel):
@@ -123,21 +126,45 @@ WARM_EPOCHS = 5
 WARM_LEARNING_RATE = 3e-4
 
 
+class PipelineConfig(_Group):
+    """What the pipeline trains, how a retrain starts, and what makes its model champion."""
+
+    latent_dim: int = Field(32, description="size of the code")
+    promotion_tolerance: float = Field(
+        DEFAULT_TOLERANCE, description="the new model replaces the champion if its test BCE is "
+        "at most champion x (1 + promotion_tolerance)")
+    warm_start: bool = Field(True, description="on a grown snapshot, start from the parent model "
+                             "(the newest champion trained on an earlier snapshot of this data) "
+                             "and its probes; false trains from scratch")
+    warm_epochs: int = Field(WARM_EPOCHS, description="epochs of a warm-started training run "
+                             "(instead of epochs)")
+    warm_learning_rate: float = Field(WARM_LEARNING_RATE,
+                                      description="Adam's learning rate in a warm-started run")
+    drift_policy: str = Field(DEFAULT_POLICY, description="what a drift of the new batches from "
+                              "the parent's data does to the promotion: hold-anomalous (hold it "
+                              "when the anomaly score also flags the new images in bulk), hold "
+                              "(on every drift) or record (note it, decide as usual)")
+
+    def schedule(self, training: TrainingConfig, warm: bool) -> TrainingConfig:
+        """The training settings of this run: the warm ones when it starts from a parent."""
+        if not warm:
+            return training
+        return training.model_copy(update={"epochs": self.warm_epochs,
+                                           "learning_rate": self.warm_learning_rate})
+
+
 def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
-                      latent_dim: int, promotion_tolerance: float, warm_start: bool = True,
-                      warm_epochs: int = WARM_EPOCHS,
-                      warm_learning_rate: float = WARM_LEARNING_RATE,
-                      drift_policy: str = DEFAULT_POLICY) -> None:
+                      pipeline: PipelineConfig) -> None:
     """Raise for the first parameter of the pipeline flow that cannot work."""
     validate_data(data)
-    require(latent_dim >= 1, "latent_dim", latent_dim, "must be at least 1")
+    require(pipeline.latent_dim >= 1, "latent_dim", pipeline.latent_dim, "must be at least 1")
     validate_training(training)
-    require(0 <= promotion_tolerance < 1, "promotion_tolerance", promotion_tolerance,
-            "must be in [0, 1)")
-    require(warm_epochs >= 1, "warm_epochs", warm_epochs, "must be at least 1")
-    require(0 < warm_learning_rate <= 1, "warm_learning_rate", warm_learning_rate,
-            "must be in (0, 1]")
-    require(drift_policy in POLICIES, "drift_policy", drift_policy,
+    require(0 <= pipeline.promotion_tolerance < 1, "promotion_tolerance",
+            pipeline.promotion_tolerance, "must be in [0, 1)")
+    require(pipeline.warm_epochs >= 1, "warm_epochs", pipeline.warm_epochs, "must be at least 1")
+    require(0 < pipeline.warm_learning_rate <= 1, "warm_learning_rate",
+            pipeline.warm_learning_rate, "must be in (0, 1]")
+    require(pipeline.drift_policy in POLICIES, "drift_policy", pipeline.drift_policy,
             f"choose one of {list(POLICIES)}")
     validate_paths(paths)
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))

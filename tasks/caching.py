@@ -53,6 +53,8 @@ def content_only(value: Any) -> Any:
     """
     if is_description(value):
         return {"content": value["hash"]}
+    if hasattr(value, "model_dump"):  # a typed parameter group: keyed on its fields
+        return content_only(value.model_dump())
     if isinstance(value, dict):
         return {k: content_only(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -16,6 +16,7 @@ from prefect import task
 
 from mnist_autoencoder.codeversion import code_version
 from mnist_autoencoder.models.training import train_model
+from mnist_autoencoder.params import TrainingConfig
 from mnist_autoencoder.paths import CALIBRATION_FILE, HISTORY_FILE, stage_root
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, calibrate, make_error_function
 from tasks.caching import stage_task_options
@@ -24,9 +25,9 @@ from tasks.io import StageIO, read_splits
 
 @task(**stage_task_options("train", ignore=("cache_format",)),
       retries=1, retry_delay_seconds=5)  # a retry resumes from the last epoch's checkpoint
-def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: int,
-          batch_size: int, learning_rate: float, patience: int, seed: int,
-          artifacts_dir: str, init: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(splits: dict[str, Any], cache_format: str, latent_dim: int, seed: int,
+          training: TrainingConfig, artifacts_dir: str,
+          init: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the seed autoencoder; return ``{dir, files, hash, epochs_run, config, ...}``.
 
     ``init``: the stored model to start from (its ``{dir, files, hash, model_sha256}``); None
@@ -35,8 +36,7 @@ def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: in
     """
     io = StageIO(stage_root(artifacts_dir, "train"), splits, *([init] if init else []))
     data = read_splits(splits, cache_format, ("train", "val"))
-    config = {"latent_dim": latent_dim, "epochs": epochs, "batch_size": batch_size,
-              "learning_rate": learning_rate, "patience": patience, "seed": seed}
+    config = {"latent_dim": latent_dim, **training.model_dump(), "seed": seed}
     fitted = train_model("shallow", data["train"].x, data["val"].x, checkpoint=io.checkpoint,
                          init=init and Path(init["dir"]), log=io.log, **config)
     config |= ({"init": "warm", "parent_model_sha256": init["model_sha256"]} if init
@@ -46,5 +46,5 @@ def train(splits: dict[str, Any], cache_format: str, latent_dim: int, epochs: in
            f"{calibration.threshold(DEFAULT_FPR):.4g} flags {DEFAULT_FPR:.0%} of validation images")
     return io.write(fitted.models | {HISTORY_FILE: pd.DataFrame(fitted.history),
                                      CALIBRATION_FILE: calibration.to_json()},
-                    **fitted.summary(epochs), config=config,
+                    **fitted.summary(training.epochs), config=config,
                     code_version=code_version((__name__,))[:16])

@@ -161,7 +161,7 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
 
         out_of_range = subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
-             "mnist-autoencoder/smoke", "--param", "latent_dim=0", "--watch",
+             "mnist-autoencoder/smoke", "--param", 'pipeline={"latent_dim": 0}', "--watch",
              "--watch-timeout", "300"],
             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=360)
         assert out_of_range.returncode != 0

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mnist_autoencoder.lifecycle.registry import hold_reason
-from mnist_autoencoder.scoring.drift import MIN_BATCH, Sample, detect, pool_classes
 from mnist_autoencoder.scoring import drift
+from mnist_autoencoder.scoring.drift import MIN_BATCH, Sample, detect, pool_classes
 
 
 def sample(n, rng, shift=0.0, code_shift=0.0, labels=True, without=None, dims=8):

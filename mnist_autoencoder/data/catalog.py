@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mnist_autoencoder.errors import UserError
 from mnist_autoencoder.storage import write_json_atomic
 
 CATALOG_ENV = "MNIST_AE_CATALOG"
@@ -82,7 +83,7 @@ BUILT_IN = MappingProxyType({
 })
 
 
-class UnknownDataset(KeyError):
+class UnknownDataset(UserError, KeyError):
     """A dataset name that neither the built-in catalog nor ``MNIST_AE_CATALOG`` declares."""
 
 

@@ -23,14 +23,15 @@ from typing import Any
 
 from mnist_autoencoder import paths
 from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.errors import DataError, UserError
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """No source delivered a verified copy of a file."""
 
 
-class VerificationError(ValueError):
+class VerificationError(DataError):
     """Bytes were fetched but are not the pinned file."""
 
 

@@ -14,10 +14,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from mnist_autoencoder.errors import DataError
+
 UBYTE = 0x08
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DataError):
     """A file is not the IDX data it claims to be."""
 
 

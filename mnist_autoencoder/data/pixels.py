@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnist_autoencoder.errors import DataError
+
 SIDE = 28
 N_PIXELS = SIDE * SIDE
 
 
-class InputError(ValueError):
+class InputError(DataError):
     """Input images that cannot be used; the message names the file and the problem."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.errors import StateError
 from mnist_autoencoder.storage import sha256_file, sha256_json
 
 MANIFEST = "manifest.parquet"
@@ -35,7 +36,7 @@ RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
 PREFIX = "mnist.snapshot."  # Prefect resource ids of snapshots: mnist.snapshot.<id>
 
 
-class SnapshotError(ValueError):
+class SnapshotError(StateError):
     """A snapshot that does not exist, or whose stored batches changed; says what to do."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from mnist_autoencoder.errors import StateError
 from mnist_autoencoder.paths import CALIBRATION_FILE, MODEL_FILES
 from mnist_autoencoder.storage import (
     atomic_dir,
@@ -49,7 +50,7 @@ REGISTRY = "registry.parquet"
 DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
 
 
-class RegistryError(RuntimeError):
+class RegistryError(StateError):
     """The registry's state cannot be used as it is; the message says what to do."""
 
 
