@@ -23,8 +23,25 @@ from pathlib import Path
 from typing import Any
 
 CHUNK_BYTES = 1 << 20
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask, read once when first needed, never by changing it at import.
+
+    Linux reports it in /proc/self/status; elsewhere it is read by setting it and
+    putting it straight back (the only portable way), but only on the first write.
+    """
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                line = next(x for x in status if x.startswith("Umask:"))
+            _UMASK = int(line.split()[1], 8)
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
 
 
 # path -> (the stat fields below, digest): files hashed by this process and unchanged since
@@ -87,7 +104,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        tmp.chmod(0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
+        tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -105,7 +122,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_UMASK)
+        tmp.chmod(0o777 & ~_umask())
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
             os.replace(final, old / final.name)
@@ -293,3 +310,38 @@ def require_valid(outputs: Mapping[str, Any]) -> None:
             "Upstream output is no longer valid: " + "; ".join(problems)
             + ". Rerun the flow; the stage that produced it will rebuild it."
         )
+
+
+def read_indexed(path: str | Path, names: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The output description an index file (``paths.index_path``) records, if still intact.
+
+    ``names``: the files the caller needs, described afresh (their hashes then go into
+    downstream keys); empty: every recorded file. None when the index is missing,
+    unreadable, or names an output that was deleted or changed.
+    """
+    try:
+        recorded = json.loads(Path(path).read_text())
+        directory, files = recorded["dir"], recorded["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if invalid_outputs(recorded):
+        return None
+    return describe_outputs(directory, list(names) or list(files))
+
+
+def read_table(path: str | Path, error: type[Exception], fix: str):
+    """A Parquet table of state as a DataFrame (empty when the file does not exist yet).
+
+    A file that cannot be read (truncated by a crash or a full disk) raises ``error``
+    with one line naming the file, what failed and ``fix``.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError or others by damage
+        raise error(f"{path} cannot be read ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); {fix}") from exc

@@ -35,7 +35,7 @@ from mnist_autoencoder.data.catalog import (
 from mnist_autoencoder.data.download import download_dataset
 from mnist_autoencoder.data.idx import load_images_and_labels
 from mnist_autoencoder.evaluation.corruptions import add_noise, invert, rotate
-from mnist_autoencoder.paths import PROJECT_ROOT
+from mnist_autoencoder.paths import PROJECT_ROOT, location, raw_dir
 from mnist_autoencoder.storage import write_bytes_atomic
 
 DATASET = "mnist_sim"
@@ -64,16 +64,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--ingest", action="store_true", help="ingest the batches too")
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "data" / "simulate"),
-                        help="where the base, the batches and the shifted batches go")
+    parser.add_argument("--out", default=None, help="where the base, the batches and the "
+                        "shifted batches go (default: simulate/ in the data folder)")
     parser.add_argument("--data-dir", default=str(PROJECT_ROOT / "data"),
                         help="the pipeline's data folder (MNIST is verified into its raw/)")
     args = parser.parse_args()
     if args.base + args.batches * args.batch_size + 3_000 > 60_000:
         parser.error("--base + --batches x --batch-size must leave 3,000 of MNIST's 60,000 "
                      "training images for the shifted batches")
-    out, data_dir = Path(args.out).resolve(), Path(args.data_dir).resolve()
-    raw = data_dir / "raw" / "mnist"
+    data_dir = Path(args.data_dir).resolve()
+    out = Path(args.out).resolve() if args.out else location("simulate", data_dir)
+    raw = raw_dir(data_dir, "mnist")
     download_dataset("mnist", args.source, raw, log=lambda _: None)
     names = get_dataset("mnist").file_names()
     train, train_labels = load_images_and_labels(raw / names["train_images"],

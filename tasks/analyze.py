@@ -10,6 +10,8 @@ from prefect import task
 from mnist_autoencoder.evaluation.analysis import analyze_representation, anomaly_table
 from mnist_autoencoder.evaluation.probes import read_states
 from mnist_autoencoder.evaluation.reconstruction import TEST_ERRORS
+from mnist_autoencoder.lifecycle.lineage import analysis_content
+from mnist_autoencoder.lifecycle.registry import model_sha256
 from mnist_autoencoder.models.inference import apply_in_chunks, encode, load_model
 from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, stage_root
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, load_scorer
@@ -44,4 +46,7 @@ def analyze(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
                                            read(corrupted, CORRUPTED_FILE))
     outputs[SOURCE_FILE] = {"model_files": {name: trained["files"][name] for name in MODEL_FILES}}
     io.log(f"Representation summary: {json.dumps(summary)}")
-    return io.write(outputs, summary=summary)
+    written = io.write(outputs, summary=summary)
+    # a retrain on a grown snapshot starts from the analysis of its parent model
+    io.index(analysis_content(model_sha256(outputs[SOURCE_FILE]["model_files"])), written)
+    return written

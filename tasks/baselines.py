@@ -8,6 +8,7 @@ from prefect import task
 
 from mnist_autoencoder.evaluation.baselines import compute_baselines
 from mnist_autoencoder.evaluation.probes import read_states
+from mnist_autoencoder.lifecycle.lineage import baselines_content
 from mnist_autoencoder.paths import SOURCE_FILE, stage_root
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read, read_splits
@@ -27,4 +28,6 @@ def baselines(splits: dict[str, Any], cache_format: str, latent_dim: int, seed: 
                                          log=io.log,
                                          warm=read_states(warm and read(warm, "probes.npz")))
     source = {"splits_sha256": splits["hash"], "n_components": latent_dim, "seed": seed}
-    return io.write(outputs | {SOURCE_FILE: source}, summary=summary)
+    written = io.write(outputs | {SOURCE_FILE: source}, summary=summary)
+    io.index(baselines_content(splits["hash"], latent_dim), written)  # a retrain's start
+    return written

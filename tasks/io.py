@@ -17,12 +17,13 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from mnist_autoencoder.data.splits import Split, load_splits
-from mnist_autoencoder.paths import checkpoint_path
+from mnist_autoencoder.paths import checkpoint_path, index_path
 from mnist_autoencoder.storage import (
     atomic_dir,
     describe_outputs,
     read_value,
     require_valid,
+    write_json_atomic,
     write_outputs,
     write_value,
 )
@@ -41,7 +42,8 @@ class StageIO:
     def __init__(self, root: str | Path | None, *upstream: Mapping[str, Any]):
         for outputs in upstream:
             require_valid(outputs)
-        self.dir = Path(root) / current_cache_key() if root is not None else None
+        self.root = Path(root) if root is not None else None
+        self.dir = self.root / current_cache_key() if root is not None else None
         self.log = get_run_logger().info
 
     @property
@@ -74,6 +76,15 @@ class StageIO:
     def describe(self, **extra: Any) -> dict[str, Any]:
         """The description of what ``streaming`` wrote, plus ``extra`` values."""
         return describe_outputs(self.dir, sorted(p.name for p in self.dir.iterdir())) | extra
+
+    def index(self, content: str, outputs: Mapping[str, Any]) -> None:
+        """Record that ``outputs`` (this stage's) hold, or were computed from, ``content``.
+
+        Lookups by content (``read_indexed``: a model's validation split, a parent's
+        baselines) then read one small file instead of searching the stage's folder.
+        """
+        write_json_atomic(index_path(self.root, content),
+                          {k: outputs[k] for k in ("dir", "files", "hash")})
 
     def publish(self, key: str, name: str, description: str) -> Path:
         """Publish one written file as a Prefect link artifact (the UI opens it offline)."""

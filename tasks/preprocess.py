@@ -27,5 +27,6 @@ def preprocess(raw: dict[str, Any], snapshot: dict[str, Any], dataset: str, val_
     metadata = files["metadata.json"]
     written = io.write(files, counts=metadata["counts"], n_features=metadata["n_features"],
                        snapshot=snapshot["id"], test_sha256=metadata["test_sha256"])
+    io.index(written["hash"], written)  # how a model's splits_sha256 finds them again
     io.log(f"Splits {metadata['counts']} written to {io.dir}")
     return written

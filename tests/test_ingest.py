@@ -17,6 +17,8 @@ from mnist_autoencoder.data.idx import read_idx_gz
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.data.preprocessing import split_files
 from mnist_autoencoder.data.splits import load_splits
+from mnist_autoencoder.errors import UserError
+from mnist_autoencoder.paths import location
 from mnist_autoencoder.storage import write_outputs
 from tests import synthetic
 from tests.flowrun import PROJECT
@@ -61,7 +63,7 @@ def test_a_batch_makes_a_snapshot_and_the_same_batch_again_changes_nothing(base)
     again = ingest(root, known, *batch(11))
     assert not again.created and again.new == 0 and again.duplicates == 40
     assert again.snapshot == first.snapshot
-    ids = snapshots.snapshot_ids(snapshots.snapshots_dir(root / "data", DATASET), DATASET)
+    ids = snapshots.snapshot_ids(root / "data", DATASET)
     assert ids == [snapshots.base_id(DATASET), first.snapshot]
 
 
@@ -109,7 +111,7 @@ def test_an_old_snapshot_id_reproduces_its_data_and_unknown_ids_are_refused(base
 def test_a_batch_file_changed_after_ingest_is_detected_and_refused(base):
     root, known = base
     result = ingest(root, known, *batch(17))
-    (path,) = (snapshots.snapshots_dir(root / "data", DATASET) / "batches").iterdir()
+    (path,) = snapshots.batch_path(root / "data", DATASET, "x").parent.iterdir()
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte flipped in the middle of the images
     path.write_bytes(bytes(data))
@@ -138,7 +140,7 @@ def test_two_ingests_at_once_both_land(base):
     for proc in procs:
         proc.join(120)
         assert proc.exitcode == 0
-    manifest = snapshots.read_manifest(snapshots.snapshots_dir(root / "data", DATASET))
+    manifest = snapshots.read_manifest(root / "data", DATASET)
     assert len(manifest) == 2 and list(manifest["new"]) == [300, 300]
     assert len(snapshots.resolve(root / "data", DATASET).batches) == 2
 
@@ -171,7 +173,17 @@ def test_an_ingest_killed_at_any_point_leaves_the_old_or_the_new_snapshot(base):
         snapshot = snapshots.resolve(root / "data", DATASET)  # readable, every batch intact
         seen_states.add((snapshot.id, len(snapshot.batches)))
         assert len(seen_states) >= before
-    manifest = snapshots.read_manifest(snapshots.snapshots_dir(root / "data", DATASET))
+    manifest = snapshots.read_manifest(root / "data", DATASET)
     assert len(manifest) == len(snapshots.resolve(root / "data", DATASET).batches)
     if len(manifest):  # every kill may have come before the manifest changed
         assert pd.Series(manifest["new"]).eq(20000).all()  # no batch is ever half visible
+
+
+def test_a_truncated_manifest_is_refused_in_one_line_that_names_it(tmp_path):
+    path = location("manifest", tmp_path, dataset="mnist")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PAR1 not a whole file")
+    with pytest.raises(snapshots.SnapshotError) as refused:
+        snapshots.resolve(tmp_path, "mnist")
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    assert isinstance(refused.value, UserError)

@@ -1,14 +1,15 @@
 """Which parent a run on a grown snapshot starts from: the registry's history, not its present."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from mnist_autoencoder.lifecycle import registry as rg
-from mnist_autoencoder.lifecycle.lineage import find_parent
-from mnist_autoencoder.paths import SOURCE_FILE
-from mnist_autoencoder.storage import write_outputs
+from mnist_autoencoder.lifecycle.lineage import analysis_content, baselines_content, find_parent
+from mnist_autoencoder.paths import index_path, location, models_dir, stage_root
+from mnist_autoencoder.storage import write_json_atomic, write_outputs
 from tests.test_promote import fake_model
 
 BATCHES = [{"id": f"b{k}", "path": f"/data/b{k}.npz", "sha256": f"h{k}", "count": 100 * k}
@@ -75,20 +76,24 @@ def test_another_code_size_or_a_lost_store_is_not_a_parent(tmp_path):
 def test_the_parents_analyses_are_found_by_what_they_were_computed_from(tmp_path):
     sha = record(tmp_path, "a", "s0")
     probes = {"probes.npz": {"x": [1.0]}}
-    write_outputs(tmp_path / "baselines" / "k1", probes | {SOURCE_FILE: {
-        "splits_sha256": "splits-a", "n_components": 32, "seed": 0}})
-    write_outputs(tmp_path / "baselines" / "k2", probes | {SOURCE_FILE: {
-        "splits_sha256": "splits-a", "n_components": 16, "seed": 0}})  # another code size
+    def output(stage, key, outputs, content):  # as the stage writes it: its folder, its index
+        written = write_outputs(stage_root(tmp_path, stage) / key, outputs)
+        write_json_atomic(index_path(stage_root(tmp_path, stage), content), written)
+        return written
+
+    output("baselines", "k1", probes, baselines_content("splits-a", 32))
+    output("baselines", "k2", probes, baselines_content("splits-a", 16))  # another code size
     files = rg.model_files(tmp_path / "runs" / "a")
     assert rg.model_sha256(files) == sha
-    write_outputs(tmp_path / "analyze" / "k3", probes | {"views.npz": {"y": [2.0]},
-                                                         SOURCE_FILE: {"model_files": files}})
-    write_outputs(tmp_path / "analyze" / "k4", probes | {"views.npz": {"y": [2.0]}, SOURCE_FILE: {
-        "model_files": files | {"encoder.keras": "other"}}})
+    output("analyze", "k3", probes | {"views.npz": {"y": [2.0]}}, analysis_content(sha))
+    output("analyze", "k4", probes | {"views.npz": {"y": [2.0]}}, analysis_content("other"))
     parent = find_parent(tmp_path, snapshot(1), 32)
     assert parent["baselines"]["dir"].endswith("k1")
     assert parent["analysis"]["dir"].endswith("k3")
     assert set(parent["analysis"]["files"]) == {"probes.npz", "views.npz"}
+    # an indexed output that was deleted since is not a starting point
+    shutil.rmtree(stage_root(tmp_path, "analyze") / "k3")
+    assert find_parent(tmp_path, snapshot(1), 32)["analysis"] is None
 
 
 @pytest.mark.parametrize("missing", ["snapshot", "nothing"])
@@ -96,6 +101,7 @@ def test_an_old_registry_without_snapshots_has_no_parent(tmp_path, missing):
     row = {"run_id": "a", "dataset": "mnist", "event": "promoted"}
     if missing == "nothing":
         row["snapshot"] = None
-    pd.DataFrame([row]).to_parquet((tmp_path / "models").mkdir() or tmp_path / "models"
-                                   / rg.REGISTRY)
+    registry = location("registry", models_dir(tmp_path))
+    registry.parent.mkdir(parents=True)
+    pd.DataFrame([row]).to_parquet(registry)
     assert find_parent(tmp_path, snapshot(1), 32)["run_id"] is None

@@ -5,8 +5,9 @@ import json
 import pandas as pd
 import pytest
 
+from mnist_autoencoder.errors import UserError
 from mnist_autoencoder.lifecycle import registry as rg
-from mnist_autoencoder.paths import MODEL_FILES
+from mnist_autoencoder.paths import MODEL_FILES, location, models_dir
 
 
 def fake_model(directory, tag):
@@ -157,3 +158,15 @@ def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
                             tmp_path / "models", "mnist", 0.005, scorer(SCORES),
                             RUN | {"run_id": "c"}, hold="promotion held because of drift")
     assert not kept["held"] and "0.09900 > champion" in kept["reason"]  # worse anyway
+
+
+def test_a_truncated_registry_is_refused_in_one_line_that_names_it(tmp_path):
+    models = models_dir(tmp_path)
+    rg.append_registry(models, {"dataset": "mnist", "run_id": "a", "event": "promoted"})
+    path = location("registry", models)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash mid-write
+    with pytest.raises(rg.RegistryError) as refused:
+        rg.read_registry(models)
+    message = str(refused.value)
+    assert str(path) in message and "restore it from a backup" in message
+    assert "\n" not in message and isinstance(refused.value, UserError)

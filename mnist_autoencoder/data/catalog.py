@@ -90,10 +90,10 @@ class UnknownDataset(UserError, KeyError):
 def catalog_file() -> Path:
     """``MNIST_AE_CATALOG``, else ``data/catalog.json`` in the project (``make simulate``
     declares its dataset there)."""
-    from mnist_autoencoder.paths import PROJECT_ROOT
+    from mnist_autoencoder.paths import PROJECT_ROOT, location
 
     value = os.environ.get(CATALOG_ENV, "").strip()
-    return Path(value) if value else PROJECT_ROOT / "data" / "catalog.json"
+    return Path(value) if value else location("datasets", PROJECT_ROOT)
 
 
 def datasets() -> MappingProxyType:

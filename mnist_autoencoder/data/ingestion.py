@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from mnist_autoencoder.data.snapshots import (
-    MANIFEST,
+    batch_path,
     image_hashes,
     read_manifest,
     snapshot_id,
-    snapshots_dir,
 )
+from mnist_autoencoder.paths import location
 from mnist_autoencoder.storage import atomic_path, locked, sha256_file, sha256_json, write_npz
 
 
@@ -42,10 +42,10 @@ def ingest(data_dir: Path, dataset: str, images: np.ndarray, labels: np.ndarray,
     """
     import pandas as pd
 
-    root = snapshots_dir(data_dir, dataset)
     hashes = image_hashes(images)
-    with locked(root / ".lock"):  # one change of the manifest at a time, across processes
-        manifest = read_manifest(root)
+    # one change of the manifest at a time, across processes
+    with locked(location("manifest_lock", data_dir, dataset=dataset)):
+        manifest = read_manifest(data_dir, dataset)
         seen = set(known)
         for earlier in (manifest["image_sha256"] if len(manifest) else []):
             seen.update(earlier)
@@ -59,7 +59,7 @@ def ingest(data_dir: Path, dataset: str, images: np.ndarray, labels: np.ndarray,
             return Ingested(snapshot_id(dataset, ids), False, len(hashes), 0, len(hashes), None)
         new_hashes = [hashes[i] for i in keep]
         batch_id = sha256_json(new_hashes)[:16]
-        payload = root / "batches" / f"{batch_id}.npz"
+        payload = batch_path(data_dir, dataset, batch_id)
         write_npz(payload, {"images": images[keep], "labels": labels[keep],
                             "hashes": np.array(new_hashes)})
         snapshot = snapshot_id(dataset, [*ids, batch_id])
@@ -70,7 +70,7 @@ def ingest(data_dir: Path, dataset: str, images: np.ndarray, labels: np.ndarray,
                "image_sha256": new_hashes, "payload": payload.name,
                "payload_sha256": sha256_file(payload)}
         table = pd.concat([manifest, pd.DataFrame([row])], ignore_index=True)
-        with atomic_path(root / MANIFEST) as tmp:
+        with atomic_path(location("manifest", data_dir, dataset=dataset)) as tmp:
             table.to_parquet(tmp, index=False)
     return Ingested(snapshot, True, len(hashes), len(keep), len(hashes) - len(keep), batch_id)
 
@@ -101,19 +101,19 @@ def base_hashes(raw_dir: Path, files: dict[str, str]) -> set[str]:
             for h in image_hashes(read_idx_gz(Path(raw_dir) / files[role]))}
 
 
-def quarantine(data_dir: Path, files: list[Path], location: str, reason: str) -> Path:
+def quarantine(data_dir: Path, files: list[Path], source: str, reason: str) -> Path:
     """Keep a refused batch's files and why, in ``<data>/quarantine/<id>/``; return that folder."""
     import shutil
 
     from mnist_autoencoder.storage import atomic_dir, write_json_atomic
 
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    folder = Path(data_dir) / "quarantine" / sha256_json([location, stamp, reason])[:16]
+    folder = location("quarantine", data_dir, key=sha256_json([source, stamp, reason])[:16])
     with atomic_dir(folder) as tmp:
         for path in files:
             if Path(path).is_file():
                 shutil.copy2(path, tmp / Path(path).name)
-        write_json_atomic(tmp / "reason.json", {"batch": location, "reason": reason,
+        write_json_atomic(tmp / "reason.json", {"batch": source, "reason": reason,
                                                 "time": stamp,
                                                 "files": [str(p) for p in files]})
     return folder

@@ -1,10 +1,9 @@
 """Data that grows: a dataset's snapshots, the base dataset plus the batches ingested so far.
 
-Layout under ``<data>/snapshots/<dataset>/``::
-
-    manifest.parquet        one row per accepted batch, in order: the snapshots' history
-    batches/<batch>.npz     each batch's new images (uint8), labels and content hashes
-    .lock                   held while the manifest changes
+Its locations (``paths.CATALOG``, under ``<data>/snapshots/<dataset>/``): the
+``manifest``, one row per accepted batch, in order (the snapshots' history); each
+``batch``'s new images (uint8), labels and content hashes; the ``manifest_lock``,
+held while the manifest changes.
 
 A snapshot is the base dataset (the catalog's pinned files) plus the first k
 batches; its id is ``<dataset>-<hash of that list>``. Batches are immutable:
@@ -29,9 +28,9 @@ import numpy as np
 
 from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.errors import StateError
-from mnist_autoencoder.storage import sha256_file, sha256_json
+from mnist_autoencoder.paths import location
+from mnist_autoencoder.storage import read_table, sha256_file, sha256_json
 
-MANIFEST = "manifest.parquet"
 RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
 PREFIX = "mnist.snapshot."  # Prefect resource ids of snapshots: mnist.snapshot.<id>
 
@@ -62,8 +61,10 @@ class Snapshot:
                              "count": b.count} for b in self.batches]}
 
 
-def snapshots_dir(data_dir: Path, dataset: str) -> Path:
-    return Path(data_dir) / "snapshots" / dataset
+
+
+def batch_path(data_dir: Path, dataset: str, batch_id: str) -> Path:
+    return location("batch", data_dir, dataset=dataset, batch_id=batch_id)
 
 
 def base_id(dataset: str) -> str:
@@ -76,33 +77,33 @@ def snapshot_id(dataset: str, batch_ids: list[str]) -> str:
     return f"{dataset}-" + sha256_json([base_id(dataset), *batch_ids])[:12]
 
 
-def read_manifest(root: Path):
-    import pandas as pd
+def read_manifest(data_dir: Path, dataset: str):
+    """One row per accepted batch (empty before the first); a damaged file refused."""
+    path = location("manifest", data_dir, dataset=dataset)
+    return read_table(path, SnapshotError, "every snapshot of the dataset is in it: restore it "
+                      f"from a backup (its batches are intact in {path.parent / 'batches'})")
 
-    path = Path(root) / MANIFEST
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
 
-
-def snapshot_ids(root: Path, dataset: str) -> list[str]:
+def snapshot_ids(data_dir: Path, dataset: str) -> list[str]:
     """Every snapshot of ``dataset``, oldest first (the base first)."""
-    manifest = read_manifest(root)
+    manifest = read_manifest(data_dir, dataset)
     return [base_id(dataset), *(manifest["snapshot_id"] if len(manifest) else [])]
 
 
 def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
     """The snapshot ``wanted`` ("latest", an id, or a Prefect resource id), its batches checked."""
-    root = snapshots_dir(data_dir, dataset)
     wanted = wanted.removeprefix(PREFIX)
-    manifest = read_manifest(root)
-    ids = snapshot_ids(root, dataset)
+    manifest = read_manifest(data_dir, dataset)
+    ids = snapshot_ids(data_dir, dataset)
     if wanted == "latest":
         wanted = ids[-1]
     if wanted not in ids:
+        manifest_path = location("manifest", data_dir, dataset=dataset)
         raise SnapshotError(f"no snapshot {wanted!r} of {dataset}; known: {', '.join(ids[-5:])} "
-                            f"(the manifest is {root / MANIFEST}; 'latest' is the newest)")
+                            f"(the manifest is {manifest_path}; 'latest' is the newest)")
     rows = manifest.iloc[:ids.index(wanted)].to_dict("records") if len(manifest) else []
-    batches = tuple(Batch(r["batch_id"], root / "batches" / r["payload"], r["payload_sha256"],
-                          int(r["new"])) for r in rows)
+    batches = tuple(Batch(r["batch_id"], batch_path(data_dir, dataset, r["batch_id"]),
+                          r["payload_sha256"], int(r["new"])) for r in rows)
     for batch in batches:
         if not batch.path.is_file():
             raise SnapshotError(f"{batch.path}: batch {batch.id} of snapshot {wanted} is missing; "

@@ -11,29 +11,27 @@ The rule looks only at the registry's history up to S's ancestors, never at the
 champion of the moment, so a rerun finds the same parent after its own model
 was promoted: an unchanged run stays cached.
 
-A baselines or analyze output is matched to the parent through the
-``source.json`` it carries (the splits, or the model files, it was computed from).
-Those files are starting points, not trusted state: each found folder is
-described afresh (its content hash goes into the cache keys of the stages that
-start from it), and one that cannot be read is not used.
+A baselines or analyze output is matched to the parent through the index its
+stage wrote (``paths.index_path``: by the splits and code size, or by the model, it
+was computed from). Those files are starting points, not trusted state: each found
+output is checked and described afresh (its content hash goes into the cache keys
+of the stages that start from it), and one that is gone or changed is not used.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mnist_autoencoder.lifecycle.registry import (
     champion_files,
     holds_model,
-    model_sha256,
     read_registry,
     store_dir,
 )
-from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, models_dir, stage_root
-from mnist_autoencoder.storage import describe_outputs
+from mnist_autoencoder.paths import index_path, models_dir, stage_root
+from mnist_autoencoder.storage import describe_outputs, read_indexed
 
 WARM_FILES = {"baselines": ("probes.npz",), "analyze": ("probes.npz", "views.npz")}
 
@@ -84,35 +82,24 @@ def find_parent(artifacts_dir: str | Path, snapshot: dict[str, Any],
                       f"{row['time']}, test BCE {row['test_bce']:.5f})",
             "model": describe_outputs(store, sorted(champion_files(store)))
             | {"model_sha256": row["model_sha256"]},
-            "baselines": _find_output(artifacts_dir, "baselines", lambda source: (
-                source.get("splits_sha256") == row["splits_sha256"]
-                and source.get("n_components") == latent_dim)),
-            "analysis": _find_output(artifacts_dir, "analyze", lambda source: (
-                _model_sha(source.get("model_files")) == row["model_sha256"])),
+            "baselines": _indexed(artifacts_dir, "baselines",
+                                  baselines_content(row["splits_sha256"], latent_dim)),
+            "analysis": _indexed(artifacts_dir, "analyze",
+                                 analysis_content(row["model_sha256"])),
             "new_batches": snapshot["batches"][ancestors.index(row["snapshot"]):],
             "reference": {k: row.get(k) for k in ("splits_sha256", "parameters", "snapshot")}}
 
 
-def _model_sha(files: Any) -> str | None:
-    """The registry's ``model_sha256`` of recorded ``{model file: SHA-256}``, if complete."""
-    if not isinstance(files, dict) or set(files) != set(MODEL_FILES):
-        return None
-    return model_sha256(files)
+def baselines_content(splits_sha256: str, n_components: int) -> str:
+    """What a baselines output is indexed by: the splits it was fitted on, and its code size."""
+    return f"splits-{splits_sha256[:24]}-k{n_components}"
 
 
-def _find_output(artifacts_dir: str | Path, stage: str,
-                 wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-    """The newest output of ``stage`` whose ``source.json`` is ``wanted``."""
-    found = []
-    for source in Path(stage_root(artifacts_dir, stage)).glob(f"*/{SOURCE_FILE}"):
-        try:
-            recorded = json.loads(source.read_text())
-        except (OSError, ValueError):
-            continue
-        folder = source.parent
-        if (isinstance(recorded, dict) and wanted(recorded)
-                and all((folder / name).is_file() for name in WARM_FILES[stage])):
-            found.append((source.stat().st_mtime, str(folder)))
-    if not found:
-        return None
-    return describe_outputs(max(found)[1], list(WARM_FILES[stage]))
+def analysis_content(model_sha: str) -> str:
+    """What an analyze output is indexed by: the model it analysed (the registry's hash)."""
+    return f"model-{model_sha[:24]}"
+
+
+def _indexed(artifacts_dir: str | Path, stage: str, content: str) -> dict[str, Any] | None:
+    """The output of ``stage`` indexed under ``content`` (``tasks.io.StageIO.index``)."""
+    return read_indexed(index_path(stage_root(artifacts_dir, stage), content), WARM_FILES[stage])

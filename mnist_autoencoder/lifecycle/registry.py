@@ -1,10 +1,9 @@
 """The champion registry: one champion per dataset, replaced only by a model at least as good.
 
-Layout under ``<artifacts>/models/``::
-
-    registry.parquet          one row per event, every dataset: decisions, reinstatements
-    <dataset>/champion/       the model in use: its three model files and champion.json
-    <dataset>/store/<sha>/    every model ever promoted, kept for reinstatement
+Its locations (``paths.CATALOG``, under ``<artifacts>/models/``): ``registry``, one
+row per event of every dataset (decisions, reinstatements); ``champion``, the model
+in use with its ``champion.json``; ``model_store``, every model ever promoted, kept
+for reinstatement.
 
 The registry is the source of truth; ``champion/`` is a copy of the model it
 names. A challenger is compared with the champion of its own dataset *on the
@@ -35,18 +34,17 @@ from typing import Any
 import pandas as pd
 
 from mnist_autoencoder.errors import StateError
-from mnist_autoencoder.paths import CALIBRATION_FILE, MODEL_FILES
+from mnist_autoencoder.paths import CALIBRATION_FILE, CHAMPION_INFO, MODEL_FILES, location
 from mnist_autoencoder.storage import (
     atomic_dir,
     atomic_path,
     locked,
+    read_table,
     sha256_file,
     sha256_json,
     write_json_atomic,
 )
 
-CHAMPION_INFO = "champion.json"
-REGISTRY = "registry.parquet"
 DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
 
 
@@ -100,7 +98,7 @@ def decision_event(decision: dict[str, Any]) -> str:
 
 
 def champion_dir(models_dir: Path, dataset: str) -> Path:
-    return Path(models_dir) / dataset / "champion"
+    return location("champion", models_dir, dataset=dataset)
 
 
 def model_files(model_dir: Path) -> dict[str, str]:
@@ -141,17 +139,20 @@ def decide(challenger_bce: float, champion_bce: float | None,
 
 def check_layout(models_dir: Path) -> None:
     """Refuse the old single-champion layout, which did not record the champion's dataset."""
-    legacy = Path(models_dir) / "champion" / CHAMPION_INFO
-    if legacy.is_file():
+    legacy = location("legacy_champion", models_dir)
+    if (legacy / CHAMPION_INFO).is_file():
         raise RegistryError(
-            f"{legacy.parent} is a champion in the old single-champion layout, which did not "
-            f"record its dataset: move it to {Path(models_dir) / '<dataset>' / 'champion'} "
+            f"{legacy} is a champion in the old single-champion layout, which did not "
+            f"record its dataset: move it to {champion_dir(models_dir, '<dataset>')} "
             "(e.g. mnist) or delete it")
 
 
 def read_registry(models_dir: Path) -> pd.DataFrame:
-    path = Path(models_dir) / REGISTRY
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    """Every registry row so far (empty before the first decision); a damaged file refused."""
+    path = location("registry", models_dir)
+    return read_table(path, RegistryError, "every decision is in it: restore it from a backup; "
+                      "moving it aside starts a new history, and the next run then sets the "
+                      "unregistered champions aside")
 
 
 def registered_champion(models_dir: Path, dataset: str) -> dict[str, Any] | None:
@@ -199,7 +200,7 @@ def append_registry(models_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
     """Append one row to the Parquet registry atomically; return the whole table."""
     existing = read_registry(models_dir)
     table = pd.concat([existing, pd.DataFrame([row])], ignore_index=True)
-    with atomic_path(Path(models_dir) / REGISTRY) as tmp:
+    with atomic_path(location("registry", models_dir)) as tmp:
         table.to_parquet(tmp, index=False)
     return table
 
@@ -214,7 +215,7 @@ def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> Non
 
 def store_dir(models_dir: Path, dataset: str, sha: str) -> Path:
     """Where every promoted model of ``dataset`` is kept, by its ``model_sha256``."""
-    return Path(models_dir) / dataset / "store" / sha[:24]
+    return location("model_store", models_dir, dataset=dataset, sha=sha[:24])
 
 
 def _now() -> str:
@@ -232,7 +233,7 @@ def repair_champion(models_dir: Path, dataset: str) -> str | None:
     directory = champion_dir(models_dir, dataset)
     if directory.exists():  # keep whatever stood there: it may be someone's model
         stamp = _now().replace(":", "")
-        directory.rename(directory.with_name(f"champion.displaced-{stamp}"))
+        directory.rename(location("displaced", models_dir, dataset=dataset, stamp=stamp))
     expected = registered_champion(models_dir, dataset)
     if expected is None:
         return f"Champion set aside: {problems[0]}; no registered champion to reinstate."
@@ -271,7 +272,8 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
     models_dir = Path(models_dir)
     check_layout(models_dir)
     directory = champion_dir(models_dir, dataset)
-    with locked(models_dir / ".lock"):  # one decision at a time, also across processes
+    # one decision at a time, also across processes
+    with locked(location("registry_lock", models_dir)):
         repaired = repair_champion(models_dir, dataset)
         champion = read_champion(directory)
         champion_bce = score_champion(directory) if champion else None
@@ -328,5 +330,5 @@ def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -
                 return source
     known = list(dict.fromkeys(table["run_id"].iloc[::-1]))[:5] if "run_id" in table else []
     raise RegistryError(f"no stored model with run id {model!r} for dataset {dataset} in "
-                        f"{models_dir / REGISTRY}; use 'champion' or a run id from it"
+                        f"{location('registry', models_dir)}; use 'champion' or a run id from it"
                         + (f" (latest: {', '.join(map(str, known))})" if known else ""))

@@ -328,7 +328,6 @@ def _reason(test: TestResult) -> str:
 
 # ---- the reference split of a champion -------------------------------------------------
 
-SPLIT_FILES = ("metadata.json", "splits.npz", "splits.parquet")  # what preprocess writes
 DEFAULT_VAL_SIZE = 10_000  # params.DataConfig's default
 
 
@@ -351,25 +350,17 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
     ``(Split, source)``; raises ``FileNotFoundError`` saying what to do.
     """
     from mnist_autoencoder.data.splits import load_splits
-    from mnist_autoencoder.paths import processed_dir, raw_dir
-    from mnist_autoencoder.storage import describe_outputs
+    from mnist_autoencoder.paths import index_path, processed_dir, raw_dir
+    from mnist_autoencoder.storage import read_indexed
 
     params = champion_parameters(info)
     wanted = info.get("splits_sha256")
     counts = params.get("counts") or {}
-    for folder in sorted(processed_dir(Path(data_dir), dataset).glob("*/metadata.json")):
-        folder = folder.parent
-        try:
-            metadata = json.loads((folder / "metadata.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if counts and metadata.get("counts") != counts:
-            continue  # cheap: only folders with the same counts are hashed
-        present = [name for name in SPLIT_FILES if (folder / name).is_file()]
-        if wanted and describe_outputs(folder, present)["hash"] == wanted:
-            split = load_splits(folder, "npz", ("val",))["val"]
-            return split, {"kind": "exact", "dir": str(folder), "n": len(split.y),
-                           "note": "the model's own validation split (its splits_sha256)"}
+    found = wanted and read_indexed(index_path(processed_dir(data_dir, dataset), wanted))
+    if found:  # the index names it, and its files still hash as recorded
+        split = load_splits(Path(found["dir"]), "npz", ("val",))["val"]
+        return split, {"kind": "exact", "dir": found["dir"], "n": len(split.y),
+                       "note": "the model's own validation split (its splits_sha256)"}
     from mnist_autoencoder.data.snapshots import base_id
 
     snapshot = info.get("snapshot")
