@@ -27,8 +27,8 @@ def mnist_ingest(
     """Add a batch of labelled images to the dataset as a new, immutable snapshot.
 
     Args:
-        batch: an IDX images+labels pair (a directory or URL), a .parquet file with
-            label and pixels columns, or a folder of 28x28 PNGs in <digit>/ subfolders.
+        batch: the labelled images: a directory, http(s) URL or file in an input format
+            with labels (python -m mnist_autoencoder.data.inputs lists them).
         dataset: the dataset that grows (mnist, fashion_mnist, ...).
         source: where the base dataset's files come from if they are not yet in
             data/raw (as for the pipeline); empty for the public mirrors.

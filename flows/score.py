@@ -35,8 +35,8 @@ def mnist_score(
     """Score new images with a trained model: codes, errors, a calibrated anomaly score.
 
     Args:
-        input: a directory or URL of IDX files, a directory of 28x28 PNGs (label from
-            a digit-named parent folder), a .parquet file with a pixels column, or a .npy array.
+        input: the images: a directory, http(s) URL or file in any input format
+            (python -m mnist_autoencoder.data.inputs lists them).
         dataset: whose champion scores (mnist, fashion_mnist).
         model: "champion", or a run id from artifacts/models/registry.parquet.
         fpr: the share of images like the validation split that is flagged.

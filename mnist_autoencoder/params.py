@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_autoencoder.data.catalog import datasets
 from mnist_autoencoder.data.download import local_source_dir
+from mnist_autoencoder.data.inputs import describe_formats, format_of, is_url
 from mnist_autoencoder.data.splits import FORMATS
 from mnist_autoencoder.errors import ParameterError
 from mnist_autoencoder.lifecycle.registry import (
@@ -83,7 +84,7 @@ def validate_source(dataset: str, source: str | None) -> None:
     """The dataset is in the catalog and its source, if local, is a directory."""
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
-    if source and not source.startswith(("http://", "https://")):
+    if source and not is_url(source):
         directory = local_source_dir(source)
         require(directory.is_dir(), "source", source,
                 f"{directory} is not a directory; give a directory or file:// URL holding "
@@ -196,15 +197,18 @@ def validate_sweep(data: DataConfig, training: TrainingConfig, paths: PathsConfi
     validate_paths(paths)
 
 
-IMAGES_ALLOWED = ("give a directory or URL of IDX files, a directory of PNGs, a .parquet or a "
-                  ".npy file")
+def validate_images(name: str, location: str, labelled_only: bool = False) -> None:
+    """An input of images: given, and on this machine unless it is an http(s) URL.
 
-
-def validate_images(name: str, location: str, allowed: str = IMAGES_ALLOWED) -> None:
-    """An input of images: given, and on this machine unless it is an http(s) URL."""
+    ``labelled_only`` (a batch to ingest): not in a format without labels.
+    """
+    allowed = "give one of the input formats: " + describe_formats(labelled_only)
     require(bool(location), name, location, allowed)
-    if not location.startswith(("http://", "https://")):
+    if not is_url(location):
         require(Path(location).expanduser().exists(), name, location, "no such file or directory")
+    found = format_of(location) if labelled_only else None
+    require(found is None or found.labelled, name, location,
+            f"{found.name if found else '?'} input has no labels; {allowed}")
 
 
 def validate_score(input: str, dataset: str, model: str, fpr: float,
@@ -215,7 +219,9 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
     validate_images("input", input)
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
-    require(0 < fpr < 0.5, "fpr", fpr, "the share of normal images to flag: in (0, 0.5)")
+    from mnist_autoencoder.scoring.scores import check_fpr  # the one range: FPR_RANGE
+
+    check_fpr(fpr)
     validate_paths(paths)
     scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, model)
 
@@ -223,6 +229,5 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
 def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> None:
     """Raise for the first parameter of the ingest flow that cannot work."""
     validate_source(dataset, source)
-    validate_images("batch", batch, "give a directory or URL of IDX files, a .parquet file or a "
-                    "folder of PNGs in <digit>/ subfolders")
+    validate_images("batch", batch, labelled_only=True)
     validate_paths(paths)

@@ -20,7 +20,7 @@ import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 CHUNK_BYTES = 1 << 20
 _UMASK: int | None = None
@@ -160,7 +160,18 @@ def write_json_atomic(path: str | Path, value: Any) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def describe_outputs(directory: str | Path, names: list[str]) -> dict[str, Any]:
+class Outputs(TypedDict):
+    """What a stage hands downstream: where its files are, their hashes, and one hash of all.
+
+    Stages may add small values of their own (a summary, metrics) beside these keys.
+    """
+
+    dir: str
+    files: dict[str, str]
+    hash: str
+
+
+def describe_outputs(directory: str | Path, names: list[str]) -> Outputs:
     """Return the small value a stage hands downstream: where its files are and their hashes.
 
     ``hash`` combines the per-file hashes, so a downstream cache key that includes it
@@ -168,7 +179,7 @@ def describe_outputs(directory: str | Path, names: list[str]) -> dict[str, Any]:
     """
     directory = Path(directory).resolve()
     files = {name: sha256_file(directory / name) for name in sorted(names)}
-    return {"dir": str(directory), "files": files, "hash": sha256_json(files)}
+    return Outputs(dir=str(directory), files=files, hash=sha256_json(files))
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, Any]) -> None:
@@ -220,7 +231,7 @@ def write_value(path: Path, value: Any) -> None:
         raise TypeError(f"cannot write a {type(value).__name__} to {path.name}")
 
 
-def write_outputs(directory: str | Path, outputs: Mapping[str, Any]) -> dict[str, Any]:
+def write_outputs(directory: str | Path, outputs: Mapping[str, Any]) -> Outputs:
     """Write ``{file name: value}`` as one directory that appears whole or not at all.
 
     Files are written two at a time (NumPy's and Arrow's writers release the GIL:

@@ -27,6 +27,7 @@ from mnist_autoencoder.paths import stage_root
 from mnist_autoencoder.scoring.drift import (
     MIN_BATCH,
     WHY_MIN_BATCH,
+    GateResult,
     Sample,
     batch_sample,
     detect,
@@ -56,7 +57,7 @@ def drift(model: dict[str, Any], location: str, fingerprint: str, dataset: str,
 @task(**stage_task_options("drift"))
 def drift_gate(model: dict[str, Any] | None, batches: list[dict[str, Any]],
                reference: dict[str, Any] | None, reason: str, dataset: str, data_dir: str,
-               artifacts_dir: str) -> dict[str, Any]:
+               artifacts_dir: str) -> GateResult:
     """Check the snapshot's new batches against the parent model, before training on them.
 
     ``model`` is the parent's stored model (None: no parent, nothing to check),
@@ -64,14 +65,14 @@ def drift_gate(model: dict[str, Any] | None, batches: list[dict[str, Any]],
     fields that find its validation split. Returns ``{checked, tripped, line, ...}``.
     """
     if model is None:
-        return {"checked": False, "tripped": False, "line": f"Drift: not checked ({reason})"}
+        return GateResult(checked=False, tripped=False, line=f"Drift: not checked ({reason})")
     io = StageIO(stage_root(artifacts_dir, "drift"), model)
     count = sum(b["count"] for b in batches)
     if count < MIN_BATCH:
         line = (f"Drift: not checked ({count} new images since the parent's snapshot; the "
                 f"gate needs at least {MIN_BATCH}: {WHY_MIN_BATCH})")
         io.log(line)
-        return {"checked": False, "tripped": False, "line": line}
+        return GateResult(checked=False, tripped=False, line=line)
     scorer = load_scorer(model["dir"])
     images, labels, _ = load_batch_files([b["path"] for b in batches])
     fingerprint = sha256_json([b["sha256"] for b in batches])
@@ -79,7 +80,7 @@ def drift_gate(model: dict[str, Any] | None, batches: list[dict[str, Any]],
     checked = _check(io, scorer, reference, reference_sample(scorer.columns, images, labels),
                      dataset, data_dir, fingerprint, f"the new batches {names} ({count} images)",
                      {"parent_snapshot": reference["snapshot"], "batches": names})
-    return checked | {"checked": True, "tripped": checked["drift"]["drift"]}
+    return GateResult(**checked, checked=True, tripped=checked["drift"]["drift"])
 
 
 def _check(io: StageIO, scorer, info: dict[str, Any], batch: Sample, dataset: str,

@@ -9,7 +9,6 @@ When the drift gate tripped on the data the model was trained on, the
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prefect import task
@@ -19,6 +18,9 @@ from mnist_autoencoder.evaluation.metrics import mean_errors
 from mnist_autoencoder.lifecycle.registry import (
     DEFAULT_POLICY,
     VERDICTS,
+    Decision,
+    RunInfo,
+    TrainingRecord,
     champion_problems,
     decision_event,
     hold_reason,
@@ -38,7 +40,7 @@ def _champion_problems(inputs: dict[str, Any]) -> list[str]:
 def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
             raw: dict[str, Any], dataset: str, cache_format: str, tolerance: float,
             artifacts_dir: str, drift: dict[str, Any] | None = None,
-            drift_policy: str = DEFAULT_POLICY) -> dict[str, Any]:
+            drift_policy: str = DEFAULT_POLICY) -> Decision:
     """Compare the new model with the dataset's champion and promote it if it is not worse.
 
     ``drift``: the drift gate's result on the data the model was trained on.
@@ -48,15 +50,11 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
     io = StageIO(None, trained, splits)
     test = read_splits(splits, cache_format, ("test",))["test"]
     metrics = evaluation["metrics"]
-    run = {"run_id": str(flow_run.id), "flow_run_name": str(flow_run.name),
-           "parameters": json.dumps(trained["config"] | {"counts": splits["counts"]},
-                                    sort_keys=True),
-           "data_sha256": raw["hash"], "splits_sha256": splits["hash"],
-           "snapshot": splits["snapshot"],
-           "code_version": trained["code_version"],
-           "init": trained["config"].get("init", "scratch"),
-           "parent_model_sha256": trained["config"].get("parent_model_sha256"),
-           "drift": (drift or {}).get("line"), "drift_policy": drift_policy}
+    run = RunInfo(run_id=str(flow_run.id), flow_run_name=str(flow_run.name),
+                  training=TrainingRecord(**trained["config"], counts=splits["counts"]),
+                  data_sha256=raw["hash"], splits_sha256=splits["hash"],
+                  snapshot=splits["snapshot"], code_version=trained["code_version"],
+                  drift=(drift or {}).get("line"), drift_policy=drift_policy)
     decision = promote_model(
         {"model_dir": trained["dir"], "test_bce": metrics["test_bce"],
          "test_mse": metrics["test_mse"]}, models_dir(artifacts_dir), dataset, tolerance,

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.inputs import is_url, open_input
 from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_dir
 from mnist_autoencoder.paths import download_dir, models_dir, stage_root
 from mnist_autoencoder.reports.score import summary_files
@@ -44,7 +44,7 @@ def inspect_input(location: str, data_dir: str) -> dict[str, Any]:
     """Find the input's files (downloading a URL once) and hash their content."""
     downloads = download_dir(data_dir, location)
     found = open_input(location, download_dir=downloads)
-    local = str(downloads) if location.startswith(("http://", "https://")) else location
+    local = str(downloads) if is_url(location) else location
     return {"location": local, "kind": found.kind, "fingerprint": found.fingerprint()}
 
 

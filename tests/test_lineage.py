@@ -1,6 +1,5 @@
 """Which parent a run on a grown snapshot starts from: the registry's history, not its present."""
 
-import json
 import shutil
 
 import pandas as pd
@@ -29,10 +28,10 @@ def record(root, tag, snapshot_id, event="promoted", latent_dim=32):
     if event == "promoted":
         rg.install_champion(model, rg.store_dir(root / "models", "mnist", sha),
                             {"model_sha256": sha})
-    rg.append_registry(root / "models", {
-        "run_id": tag, "dataset": "mnist", "event": event, "snapshot": snapshot_id,
-        "time": f"t-{tag}", "test_bce": 0.09, "model_sha256": sha, "model_path": str(model),
-        "splits_sha256": f"splits-{tag}", "parameters": json.dumps({"latent_dim": latent_dim})})
+    rg.append_registry(root / "models", rg.RegistryRow(
+        "mnist", tag, event, f"t-{tag}", "test", event == "promoted", str(model), sha,
+        test_bce=0.09, snapshot=snapshot_id, splits_sha256=f"splits-{tag}",
+        parameters=rg.TrainingRecord(latent_dim=latent_dim).to_json()))
     return sha
 
 
@@ -51,7 +50,7 @@ def test_the_parent_is_the_newest_promotion_on_an_ancestor(tmp_path):
     assert parent["run_id"] == "b" and parent["snapshot"] == "s1"
     assert [b["id"] for b in parent["new_batches"]] == ["b2", "b3"]
     assert parent["reference"] == {"splits_sha256": "splits-b", "snapshot": "s1",
-                                   "parameters": json.dumps({"latent_dim": 32})}
+                                   "parameters": rg.TrainingRecord(latent_dim=32).to_json()}
     assert set(parent["model"]["files"]) >= set(rg.model_files(tmp_path / "runs" / "b"))
 
 

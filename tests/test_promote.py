@@ -1,6 +1,7 @@
 """Champion/challenger logic on plain files: no TensorFlow needed."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -24,7 +25,8 @@ def scorer(scores):
     return score
 
 
-RUN = {"run_id": "r", "parameters": "{}", "data_sha256": "d", "code_version": "c"}
+RUN = rg.RunInfo(run_id="r", training=rg.TrainingRecord(latent_dim=32), data_sha256="d",
+                 splits_sha256="s", code_version="c")
 SCORES = {"a": 0.095, "b": 0.090, "c": 0.099, "f": 0.300}
 
 
@@ -33,7 +35,7 @@ def promote(root, tag, dataset="mnist", run_id=None, tolerance=0.005):
     if not model.exists():
         fake_model(model, tag)
     return rg.promote_model({"model_dir": str(model), "test_bce": SCORES[tag]}, root / "models",
-                            dataset, tolerance, scorer(SCORES), RUN | {"run_id": run_id or tag})
+                            dataset, tolerance, scorer(SCORES), replace(RUN, run_id=run_id or tag))
 
 
 def champion_tag(root, dataset="mnist"):
@@ -146,7 +148,7 @@ def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
     model = fake_model(tmp_path / "runs" / "b", "b")
     held = rg.promote_model({"model_dir": str(model), "test_bce": SCORES["b"]},
                             tmp_path / "models", "mnist", 0.005, scorer(SCORES),
-                            RUN | {"run_id": "b"}, hold="promotion held because of drift")
+                            replace(RUN, run_id="b"), hold="promotion held because of drift")
     assert held["held"] and not held["promoted"]
     assert held["reason"].startswith("promotion held because of drift; otherwise it would be "
                                      "promoted: challenger test BCE 0.09000 <=")
@@ -156,13 +158,14 @@ def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
     worse = fake_model(tmp_path / "runs" / "c", "c")
     kept = rg.promote_model({"model_dir": str(worse), "test_bce": SCORES["c"]},
                             tmp_path / "models", "mnist", 0.005, scorer(SCORES),
-                            RUN | {"run_id": "c"}, hold="promotion held because of drift")
+                            replace(RUN, run_id="c"), hold="promotion held because of drift")
     assert not kept["held"] and "0.09900 > champion" in kept["reason"]  # worse anyway
 
 
 def test_a_truncated_registry_is_refused_in_one_line_that_names_it(tmp_path):
     models = models_dir(tmp_path)
-    rg.append_registry(models, {"dataset": "mnist", "run_id": "a", "event": "promoted"})
+    rg.append_registry(models, rg.RegistryRow("mnist", "a", "promoted", "t", "first", True,
+                                              "runs/a", "sha-a"))
     path = location("registry", models)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash mid-write
     with pytest.raises(rg.RegistryError) as refused:
@@ -170,3 +173,10 @@ def test_a_truncated_registry_is_refused_in_one_line_that_names_it(tmp_path):
     message = str(refused.value)
     assert str(path) in message and "restore it from a backup" in message
     assert "\n" not in message and isinstance(refused.value, UserError)
+
+
+def test_a_registry_row_carries_its_training_as_one_typed_value(tmp_path):
+    promote(tmp_path, "a")
+    (row,) = rg.registry_rows(rg.read_registry(tmp_path / "models"))
+    assert row.training == RUN.training and row.event == "promoted" and row.run_id == "a"
+    assert rg.registered_champion(tmp_path / "models", "mnist") == row

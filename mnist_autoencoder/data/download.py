@@ -23,6 +23,7 @@ from typing import Any
 
 from mnist_autoencoder import paths
 from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.inputs import is_url
 from mnist_autoencoder.errors import DataError, UserError
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
 
@@ -49,7 +50,7 @@ def source_bases(dataset: str, source: str | None) -> list[str]:
     """Base locations to try, in order: ``source`` alone if given, else the public mirrors."""
     if not source:
         return list(get_dataset(dataset).mirrors)
-    if source.startswith(("http://", "https://")):
+    if is_url(source):
         return [source if source.endswith("/") else source + "/"]
     return [str(local_source_dir(source))]
 
@@ -115,7 +116,7 @@ def fetch_with_retries(
 
 
 def fetch_file(base: str, name: str, **fetch_options: Any) -> bytes:
-    if base.startswith(("http://", "https://")):
+    if is_url(base):
         return fetch_with_retries(urllib.parse.urljoin(base, name), **fetch_options)
     return (Path(base) / name).read_bytes()
 

@@ -80,9 +80,13 @@ def read_labelled(batch) -> tuple[np.ndarray, np.ndarray]:
 
     Float pixels are stored as the nearest of the 256 levels the dataset's files hold.
     """
-    from mnist_autoencoder.data.inputs import NO_LABEL
+    from mnist_autoencoder.data.inputs import NO_LABEL, describe_formats
     from mnist_autoencoder.data.pixels import InputError
 
+    if not batch.format.labelled:
+        raise InputError(f"{batch.files[0] if batch.files else 'batch'}: {batch.kind} input "
+                         "has no labels; a batch to ingest needs a label (0-9) for every image; "
+                         f"give one of the input formats: {describe_formats(True)}")
     images, labels = [], []
     for chunk in batch.iter_chunks():
         if (chunk.labels == NO_LABEL).any():

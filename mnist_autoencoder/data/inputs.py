@@ -14,6 +14,7 @@ take the list from there, so adding a format is adding an entry to ``FORMATS``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -242,6 +243,10 @@ def _png_open(location: str, download_dir: Path | None) -> Input:
     return Input(PNG, sorted(_pngs(path)), root=path)
 
 
+def _png_count(found: Input) -> int:
+    return len(found.files)
+
+
 def _png_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
     for begin in range(0, len(found.files), chunk):
         paths = found.files[begin:begin + chunk]
@@ -278,8 +283,11 @@ def _relative(path: Path, root: Path | None) -> str:
 
 def file_with_suffix(suffix: str) -> Callable[[str], bool]:
     """A ``recognises`` for a format that is one local file ending in ``suffix``."""
-    return lambda location: (not is_url(location) and Path(location).suffix == suffix
-                             and Path(location).is_file())
+    return functools.partial(_is_file_with_suffix, suffix)
+
+
+def _is_file_with_suffix(suffix: str, location: str) -> bool:
+    return not is_url(location) and Path(location).suffix == suffix and Path(location).is_file()
 
 
 def _parquet_count(found: Input) -> int:
@@ -349,10 +357,9 @@ IDX = Format(
 PNG = Format(
     name="png",
     accepts="a directory of 28x28 grayscale PNGs, searched recursively",
-    labels="the parent folder's name, when it is a digit (3/a.png)",
+    labels="the parent folder's name when it is a digit, as in 3/a.png",
     details="8-bit grayscale (mode L or 1), 28x28 pixels",
-    recognises=_png_recognises, open=_png_open, count=lambda found: len(found.files),
-    chunks=_png_chunks)
+    recognises=_png_recognises, open=_png_open, count=_png_count, chunks=_png_chunks)
 PARQUET = Format(
     name="parquet",
     accepts="a .parquet file with a pixels column",

@@ -20,7 +20,6 @@ of the stages that start from it), and one that is gone or changed is not used.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,13 @@ from mnist_autoencoder.lifecycle.registry import (
     champion_files,
     holds_model,
     read_registry,
+    registry_rows,
     store_dir,
 )
 from mnist_autoencoder.paths import index_path, models_dir, stage_root
 from mnist_autoencoder.storage import describe_outputs, read_indexed
 
 WARM_FILES = {"baselines": ("probes.npz",), "analyze": ("probes.npz", "views.npz")}
-
-
-def code_size(parameters: Any) -> int | None:
-    """The ``latent_dim`` a registry row's ``parameters`` JSON records, if any."""
-    try:
-        return int(json.loads(parameters)["latent_dim"])
-    except (TypeError, ValueError, KeyError):
-        return None
 
 
 def find_parent(artifacts_dir: str | Path, snapshot: dict[str, Any],
@@ -66,28 +58,28 @@ def find_parent(artifacts_dir: str | Path, snapshot: dict[str, Any],
     table = read_registry(models)
     if table.empty or "snapshot" not in table:
         return none | {"reason": f"no model of {dataset} was promoted yet"}
-    rows = table[(table["dataset"] == dataset) & (table["event"] == "promoted")
-                 & table["snapshot"].isin(ancestors)]
-    row = next((row for row in rows.iloc[::-1].to_dict("records")
-                if code_size(row.get("parameters")) == latent_dim
-                and holds_model(store_dir(models, dataset, row["model_sha256"]),
-                                row["model_sha256"])), None)
+    row = next((row for row in reversed(registry_rows(table))
+                if row.dataset == dataset and row.event == "promoted"
+                and row.snapshot in ancestors and row.training is not None
+                and row.training.latent_dim == latent_dim
+                and holds_model(store_dir(models, dataset, row.model_sha256),
+                                row.model_sha256)), None)
     if row is None:
         return none | {"reason": f"no model with latent_dim {latent_dim} was promoted on an "
                                  f"earlier snapshot of {dataset} ({len(ancestors)} of them), "
                                  "or its stored copy is gone"}
-    store = store_dir(models, dataset, row["model_sha256"])
-    return {"run_id": str(row["run_id"]), "snapshot": row["snapshot"],
-            "reason": f"run {row['run_id']} on snapshot {row['snapshot']} (promoted "
-                      f"{row['time']}, test BCE {row['test_bce']:.5f})",
+    store = store_dir(models, dataset, row.model_sha256)
+    return {"run_id": str(row.run_id), "snapshot": row.snapshot,
+            "reason": f"run {row.run_id} on snapshot {row.snapshot} (promoted "
+                      f"{row.time}, test BCE {row.test_bce:.5f})",
             "model": describe_outputs(store, sorted(champion_files(store)))
-            | {"model_sha256": row["model_sha256"]},
+            | {"model_sha256": row.model_sha256},
             "baselines": _indexed(artifacts_dir, "baselines",
-                                  baselines_content(row["splits_sha256"], latent_dim)),
-            "analysis": _indexed(artifacts_dir, "analyze",
-                                 analysis_content(row["model_sha256"])),
-            "new_batches": snapshot["batches"][ancestors.index(row["snapshot"]):],
-            "reference": {k: row.get(k) for k in ("splits_sha256", "parameters", "snapshot")}}
+                                  baselines_content(row.splits_sha256, latent_dim)),
+            "analysis": _indexed(artifacts_dir, "analyze", analysis_content(row.model_sha256)),
+            "new_batches": snapshot["batches"][ancestors.index(row.snapshot):],
+            "reference": {"splits_sha256": row.splits_sha256, "parameters": row.parameters,
+                          "snapshot": row.snapshot}}
 
 
 def baselines_content(splits_sha256: str, n_components: int) -> str:

@@ -28,8 +28,9 @@ import datetime as dt
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 
@@ -45,7 +46,130 @@ from mnist_autoencoder.storage import (
     write_json_atomic,
 )
 
+if TYPE_CHECKING:  # a type only: importing the registry does not load the drift tests
+    from mnist_autoencoder.scoring.drift import GateResult
+
 DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a model was trained, as the registry's ``parameters`` column holds it.
+
+    Made once by ``promote`` from the train stage's config and the splits' counts;
+    read back once, here (``from_json``), by lineage (the code size) and the drift
+    gate (the seed and split sizes of the model's validation split).
+    """
+
+    latent_dim: int
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    patience: int | None = None
+    seed: int = 0
+    init: str = "scratch"  # or "warm": started from parent_model_sha256
+    parent_model_sha256: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # images per split
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: Any) -> TrainingRecord | None:
+        """The record of a ``parameters`` value; None when it holds none (an old row)."""
+        try:
+            value = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in value.items() if k in known})
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the registry records of the run that trained a challenger."""
+
+    run_id: str
+    training: TrainingRecord
+    data_sha256: str
+    splits_sha256: str
+    code_version: str
+    flow_run_name: str | None = None
+    snapshot: str | None = None
+    drift: str | None = None  # the drift gate's line on the data the model trained on
+    drift_policy: str = "hold-anomalous"
+
+    def columns(self) -> dict[str, Any]:
+        """The registry's and champion.json's columns for this run."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        return values | {"parameters": self.training.to_json(), "init": self.training.init,
+                         "parent_model_sha256": self.training.parent_model_sha256}
+
+
+@dataclass(frozen=True)
+class RegistryRow:
+    """One row of ``registry.parquet``: a decision, a reinstatement or a loss. Its schema."""
+
+    dataset: str
+    run_id: str
+    event: str  # promoted, held, kept out (decisions); reinstated, lost (repairs)
+    time: str
+    reason: str
+    promoted: bool
+    model_path: str
+    model_sha256: str
+    test_bce: float | None = None
+    test_mse: float | None = None
+    champion_test_bce: float | None = None
+    # the run's columns (RunInfo.columns); None on repair rows
+    flow_run_name: str | None = None
+    parameters: str | None = None  # TrainingRecord.to_json()
+    data_sha256: str | None = None
+    splits_sha256: str | None = None
+    snapshot: str | None = None
+    code_version: str | None = None
+    init: str | None = None
+    parent_model_sha256: str | None = None
+    drift: str | None = None
+    drift_policy: str | None = None
+
+    @property
+    def training(self) -> TrainingRecord | None:
+        return TrainingRecord.from_json(self.parameters)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RegistryRow:
+        """A row as read back from the table (columns it lacks: None)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: (None if _missing(v) else v) for k, v in record.items() if k in known}
+        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+
+    def repair(self, event: str, reason: str, promoted: bool) -> RegistryRow:
+        """The row that records a repair of this (registered) champion."""
+        return RegistryRow(self.dataset, self.run_id, event, _now(), reason, promoted,
+                           self.model_path, self.model_sha256,
+                           test_bce=self.test_bce if promoted else None)
+
+
+class Decision(TypedDict):
+    """What ``promote_model`` decided, as the pipeline passes it on to the report."""
+
+    promoted: bool
+    held: bool
+    reason: str
+    champion_dir: str
+    champion_test_bce: float | None
+    challenger_test_bce: float
+    repaired: str | None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN from Parquet
+
+
+def registry_rows(table: pd.DataFrame) -> list[RegistryRow]:
+    """The rows of a registry table, oldest first."""
+    return [RegistryRow.from_record(record) for record in table.to_dict("records")]
 
 
 class RegistryError(StateError):
@@ -63,7 +187,7 @@ DEFAULT_POLICY = "hold-anomalous"
 HOLD_FLAGGED_SHARE = 0.03
 
 
-def hold_reason(gate: dict[str, Any] | None, policy: str) -> str | None:
+def hold_reason(gate: GateResult | None, policy: str) -> str | None:
     """Why the promotion of a model trained on the gate's batches waits; None: it need not.
 
     ``gate`` is the pipeline's drift stage result (``checked``, ``tripped``, ``line``,
@@ -155,16 +279,16 @@ def read_registry(models_dir: Path) -> pd.DataFrame:
                       "unregistered champions aside")
 
 
-def registered_champion(models_dir: Path, dataset: str) -> dict[str, Any] | None:
+def registered_champion(models_dir: Path, dataset: str) -> RegistryRow | None:
     """The registry row of the model that should be ``dataset``'s champion now, if any."""
     table = read_registry(models_dir)
     if table.empty or "event" not in table:
         return None
-    rows = table[(table["dataset"] == dataset) & table["event"].isin(
+    found = table[(table["dataset"] == dataset) & table["event"].isin(
         ["promoted", "reinstated", "lost"])]
-    if rows.empty or rows.iloc[-1]["event"] == "lost":
+    if found.empty or found.iloc[-1]["event"] == "lost":
         return None
-    return rows.iloc[-1].to_dict()
+    return RegistryRow.from_record(found.iloc[-1].to_dict())
 
 
 def read_champion(directory: Path) -> dict[str, Any] | None:
@@ -190,16 +314,16 @@ def champion_problems(models_dir: Path, dataset: str) -> list[str]:
                if not (directory / name).is_file() or sha256_file(directory / name) != sha]
     if damaged:
         return [f"{directory}: {', '.join(damaged)} do not match their recorded SHA-256"]
-    if info.get("model_sha256") != expected["model_sha256"]:
+    if info.get("model_sha256") != expected.model_sha256:
         return [f"{directory} holds model {str(info.get('model_sha256'))[:12]}, not "
-                f"{expected['model_sha256'][:12]} that the registry names (replaced by hand?)"]
+                f"{expected.model_sha256[:12]} that the registry names (replaced by hand?)"]
     return []
 
 
-def append_registry(models_dir: Path, row: dict[str, Any]) -> pd.DataFrame:
+def append_registry(models_dir: Path, row: RegistryRow) -> pd.DataFrame:
     """Append one row to the Parquet registry atomically; return the whole table."""
     existing = read_registry(models_dir)
-    table = pd.concat([existing, pd.DataFrame([row])], ignore_index=True)
+    table = pd.concat([existing, pd.DataFrame([asdict(row)])], ignore_index=True)
     with atomic_path(location("registry", models_dir)) as tmp:
         table.to_parquet(tmp, index=False)
     return table
@@ -237,37 +361,31 @@ def repair_champion(models_dir: Path, dataset: str) -> str | None:
     expected = registered_champion(models_dir, dataset)
     if expected is None:
         return f"Champion set aside: {problems[0]}; no registered champion to reinstate."
-    for source in (store_dir(models_dir, dataset, expected["model_sha256"]),
-                   Path(expected["model_path"])):
-        if holds_model(source, expected["model_sha256"]):
-            info = {k: expected[k] for k in ("run_id", "dataset", "test_bce", "model_sha256",
-                                             "model_path")}
+    for source in (store_dir(models_dir, dataset, expected.model_sha256),
+                   Path(expected.model_path)):
+        if holds_model(source, expected.model_sha256):
+            info = {"run_id": expected.run_id, "dataset": expected.dataset,
+                    "test_bce": expected.test_bce, "model_sha256": expected.model_sha256,
+                    "model_path": expected.model_path}
             install_champion(source, directory, info | {"files": champion_files(source),
                                                         "promoted_at": _now()})
-            reason = f"{problems[0]}; reinstated run {expected['run_id']} from {source}"
-            append_registry(models_dir, {**_identity(expected), "time": _now(),
-                                         "event": "reinstated", "reason": reason,
-                                         "test_bce": expected["test_bce"], "promoted": True})
+            reason = f"{problems[0]}; reinstated run {expected.run_id} from {source}"
+            append_registry(models_dir, expected.repair("reinstated", reason, promoted=True))
             return f"Champion reinstated: {reason}."
     reason = f"{problems[0]}; its stored model is gone too, so there is no champion"
-    append_registry(models_dir, {**_identity(expected), "time": _now(), "event": "lost",
-                                 "reason": reason, "promoted": False})
+    append_registry(models_dir, expected.repair("lost", reason, promoted=False))
     return f"Champion lost: {reason}."
 
 
-def _identity(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("dataset", "run_id", "model_path", "model_sha256")}
-
-
 def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, tolerance: float,
-                  score_champion: Callable[[Path], float], run: dict[str, Any],
-                  hold: str | None = None) -> dict[str, Any]:
+                  score_champion: Callable[[Path], float], run: RunInfo,
+                  hold: str | None = None) -> Decision:
     """Check the champion, decide, install the challenger if it wins, record the decision.
 
     ``challenger`` holds ``model_dir`` and ``test_bce`` (and ``test_mse``);
     ``score_champion`` re-scores a champion directory on the challenger's test
-    split; ``run`` holds the registry's descriptive columns (run id, parameters,
-    hashes, code version). ``hold``: why a challenger that wins is not installed.
+    split; ``run`` is what the registry records of the run that trained it (run id,
+    training, hashes, code version). ``hold``: why a challenger that wins is not installed.
     """
     models_dir = Path(models_dir)
     check_layout(models_dir)
@@ -284,23 +402,24 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
         files = champion_files(Path(challenger["model_dir"]))
         sha = model_sha256(model_files(Path(challenger["model_dir"])))
         now = _now()
-        row = {**run, "dataset": dataset, "time": now,
-               "event": decision_event({"promoted": promoted, "held": held}),
-               "test_bce": challenger["test_bce"], "test_mse": challenger.get("test_mse"),
-               "champion_test_bce": champion_bce, "model_path": challenger["model_dir"],
-               "model_sha256": sha, "promoted": promoted, "reason": reason}
+        row = RegistryRow(dataset=dataset, time=now, reason=reason, promoted=promoted,
+                          event=decision_event({"promoted": promoted, "held": held}),
+                          test_bce=challenger["test_bce"], test_mse=challenger.get("test_mse"),
+                          champion_test_bce=champion_bce, model_path=challenger["model_dir"],
+                          model_sha256=sha, **run.columns())
         if promoted:
             store = store_dir(models_dir, dataset, sha)
             if not holds_model(store, sha):
                 install_champion(Path(challenger["model_dir"]), store, {"model_sha256": sha})
             install_champion(Path(challenger["model_dir"]), directory,
-                             {**run, "dataset": dataset, "test_bce": challenger["test_bce"],
+                             {**run.columns(), "dataset": dataset,
+                              "test_bce": challenger["test_bce"],
                               "promoted_at": now, "model_path": challenger["model_dir"],
                               "model_sha256": sha, "files": files})
         append_registry(models_dir, row)
-    return {"promoted": promoted, "held": held, "reason": reason, "champion_dir": str(directory),
-            "champion_test_bce": champion_bce, "challenger_test_bce": challenger["test_bce"],
-            "repaired": repaired}
+    return Decision(promoted=promoted, held=held, reason=reason, champion_dir=str(directory),
+                    champion_test_bce=champion_bce, challenger_test_bce=challenger["test_bce"],
+                    repaired=repaired)
 
 
 def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -> Path:
