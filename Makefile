@@ -35,12 +35,12 @@ USE_SERVER = if $(PY) -c "from ops.local_prefect import is_healthy as h; exit(no
 run: venv          ## run the flow (SOURCE=dir|URL, ARGS="--epochs 5 ...")
 	$(USE_SERVER); $(PY) -m flows.autoencoder $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
-score: venv        ## score images with the champion (INPUT=dir|URL|file.parquet|file.npy, ARGS=)
-	@test -n "$(INPUT)" || { echo "make score: give INPUT=<directory, URL or file of images>" >&2; exit 2; }
+score: venv        ## score images with the champion (INPUT=dir|URL|file; formats: docs/scoring.md)
+	@test -n "$(INPUT)" || { echo "make score: give INPUT=<images: python -m mnist_autoencoder.data.inputs lists the formats>" >&2; exit 2; }
 	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.score --input $(INPUT) $(ARGS)
 
-ingest: venv       ## add a batch of labelled images as a new snapshot (BATCH=dir|URL|file.parquet)
-	@test -n "$(BATCH)" || { echo "make ingest: give BATCH=<IDX pair, Parquet file or PNG folders>" >&2; exit 2; }
+ingest: venv       ## add a batch of labelled images as a new snapshot (BATCH=dir|URL|file)
+	@test -n "$(BATCH)" || { echo "make ingest: give BATCH=<labelled images: python -m mnist_autoencoder.data.inputs lists the formats>" >&2; exit 2; }
 	$(USE_SERVER); $(PY) -m flows.ingest --batch $(BATCH) $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 drift: venv        ## check a batch for drift against the champion, without ingesting it (BATCH=...)
@@ -87,14 +87,14 @@ test: venv         ## run the test suite (the command CI runs)
 test-fast: venv    ## the inner loop: every test that needs no Prefect server or real MNIST
 	$(PY) -m pytest -m "not slow" -q
 
-# Side by side on real MNIST: plain Keras vs ours, cached vs uncached (about 6 minutes).
+# Side by side on real MNIST: plain Keras vs ours, cached vs uncached (docs/benchmarks.md).
 bench: venv        ## side-by-side benchmark on real MNIST
 	$(PY) -m benchmarks.run $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 bench-retrain: venv ## a warm retrain on a grown snapshot against a run from scratch (about 9 min)
 	$(PY) -m benchmarks.retrain $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
-bench-drift: venv  ## the drift gate's false alarms and power on real MNIST (about 70 s)
+bench-drift: venv  ## the drift gate's false alarms and power on real MNIST (docs/drift.md)
 	$(PY) -m benchmarks.drift $(ARGS)
 
 lint: venv         ## ruff

@@ -5,12 +5,22 @@ A flow's parameters are typed groups (``DataConfig``, ``TrainingConfig``,
 of its own (``--epochs``, not ``--training``), typed and described by the group.
 Bad values are refused here, before Prefect starts anything: one line on stderr
 naming the parameter and what is allowed, exit status 2.
+
+Every ``UserError`` takes that one path, wherever it is raised: here, in the flow
+body, in a task (thread pool or Dask worker; ``run_stage`` re-raises the task's own
+exception). ``main`` prints ``PROG: message`` and exits 2; while the flow runs, a
+logging filter on Prefect's run loggers drops the traceback from the records of a
+user error (the lines stay, the flow run is still Failed with the message in its
+state). Any other exception is a bug: its traceback stays and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import logging
+import os
 import sys
 import types
 import typing
@@ -19,13 +29,56 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mnist_autoencoder.data.pixels import InputError
-from mnist_autoencoder.data.snapshots import SnapshotError
-from mnist_autoencoder.lifecycle.registry import RegistryError
-from mnist_autoencoder.params import ParameterError
+from flows.runners import dask_address
+from mnist_autoencoder.errors import UserError
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
+# Prefect gives its temporary server 20 s to start; with both cores busy that is too
+# little here. Every command line run (``make run`` too) waits this long instead.
+SERVER_STARTUP_TIMEOUT_S = 180
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # the engines' run loggers
+
+
+class DropUserErrorTraceback(logging.Filter):
+    """Keep a run log record, but without the traceback when its exception is a UserError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def user_errors_without_tracebacks() -> typing.Iterator[None]:
+    """While a flow runs: no traceback for a user error in Prefect's run logs (console, API)."""
+    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    quiet = DropUserErrorTraceback()
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+def patient_server_startup(seconds: int = SERVER_STARTUP_TIMEOUT_S) -> int:
+    """Give Prefect's temporary server at least ``seconds`` to start; return the timeout.
+
+    Prefect reads its settings when imported, so the variable alone comes too late for
+    this process: the process-wide settings are refreshed from the environment (public
+    ``prefect.context.refresh_global_settings_context``). A larger value set by the user
+    is kept. The server's own threads see it too (they read the global settings).
+    """
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as SETTING
+
+    if SETTING.value() < seconds or int(os.environ.get(STARTUP_TIMEOUT_ENV) or 0) < seconds:
+        os.environ[STARTUP_TIMEOUT_ENV] = str(max(seconds, SETTING.value()))
+        refresh_global_settings_context()
+    return SETTING.value()
 
 
 def _converter(annotation: Any) -> Callable[[str], Any]:
@@ -136,23 +189,31 @@ def _one_line(error: ValidationError) -> str:
 
 def main(flow, validate: Callable[..., None], argv: Sequence[str] | None = None,
          prog: str | None = None) -> None:
-    """Parse, validate (exit 2 on a bad value), run the flow, print its summary."""
+    """Parse, validate, run the flow, print its summary.
+
+    A ``UserError`` (or a bad value pydantic refuses) from anywhere: one line, exit 2.
+    """
     parser = build_parser(flow, prog)
     flat = vars(parser.parse_args(argv))
     try:
         params = group_params(flow, flat)
         validate(**params)
+        dask_address()  # a malformed MNIST_AE_DASK_ADDRESS is refused before any work
     except ValidationError as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {_one_line(exc)}\n")
-    except (ParameterError, RegistryError, SnapshotError, InputError) as exc:
+    except UserError as exc:
         parser.exit(USAGE_ERROR, f"{parser.prog}: {exc}\n")
+    patient_server_startup()
     try:
-        result = flow(**params)
+        with user_errors_without_tracebacks():
+            result = flow(**params)
     except KeyboardInterrupt:
         print(f"\n{flow.name} interrupted. Finished stages are cached and training keeps a "
               "checkpoint per epoch: run the same command again to resume.", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
-    except Exception as exc:  # the Prefect logs already hold the traceback
+    except UserError as exc:  # the run logs said it without a traceback; the state is Failed
+        parser.exit(USAGE_ERROR, f"{parser.prog}: {exc}\n")
+    except Exception as exc:  # a bug: the Prefect logs already hold the traceback
         print(f"\n{flow.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     print("\n" + result["summary"])

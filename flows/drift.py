@@ -17,7 +17,7 @@ from prefect import flow
 
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.data.catalog import datasets
-from mnist_autoencoder.data.inputs import open_input
+from mnist_autoencoder.data.inputs import is_url, open_input
 from mnist_autoencoder.data.pixels import InputError
 from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 from mnist_autoencoder.params import PathsConfig, require, validate_images, validate_paths
@@ -30,7 +30,7 @@ from tasks.score import inspect_input, resolve_model
 def validate_drift(batch: str, dataset: str, paths: PathsConfig) -> None:
     """Raise for the first parameter of the drift flow that cannot work (champion included)."""
     validate_images("batch", batch)
-    local = not batch.startswith(("http://", "https://"))
+    local = not is_url(batch)
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
     validate_paths(paths)
@@ -52,8 +52,8 @@ def mnist_drift(batch: str, dataset: str = "mnist",
     """Check a batch of images for drift against the dataset's champion, without ingesting it.
 
     Args:
-        batch: a directory or URL of IDX files, a directory of 28x28 PNGs (label from a
-            digit-named parent folder), a .parquet file with a pixels column, or a .npy array.
+        batch: the images: a directory, http(s) URL or file in any input format
+            (python -m mnist_autoencoder.data.inputs lists them).
         dataset: whose champion and validation split are the reference (mnist, fashion_mnist).
         paths: where data (the champion's validation split) and artifacts are.
     """

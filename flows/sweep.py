@@ -28,6 +28,7 @@ from prefect.futures import wait
 from flows.data import run_data_stages
 from flows.runners import task_runner
 from flows.summary import StageRun, format_stages, run_stage
+from mnist_autoencoder.errors import UserError
 from mnist_autoencoder.models.trial import REFERENCE, VARIANTS
 from mnist_autoencoder.params import DataConfig, PathsConfig, TrainingConfig, validate_sweep
 from tasks.sweep_report import sweep_report
@@ -36,6 +37,10 @@ from tasks.trial import trial
 
 class SweepError(RuntimeError):
     """Some trials failed; the report holds the others."""
+
+
+class SweepUserError(SweepError, UserError):
+    """Some trials failed, each with a problem the user can fix (exit 2, no traceback)."""
 
 
 def validate(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
@@ -93,10 +98,12 @@ def mnist_sweep(
     if failed:
         names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state'].name})"
                           for t in failed)
-        raise SweepError(f"{len(failed)} of {len(trials)} trials failed: {names}. "
-                         f"The first one's error: {_error_of(failed[0]['future'])}. "
-                         "A rerun retries only the failed trials."
-                         + (f" Report of the others: {written['dir']}" if written else ""))
+        users = all(isinstance(_exception_of(t["future"]), UserError) for t in failed)
+        error = SweepUserError if users else SweepError
+        raise error(f"{len(failed)} of {len(trials)} trials failed: {names}. "
+                    f"The first one's error: {_error_of(failed[0]['future'])}. "
+                    "A rerun retries only the failed trials."
+                    + (f" Report of the others: {written['dir']}" if written else ""))
     report_path = str(Path(written["dir"]) / "sweep.html")
     rows = [{k: t[k] for k in ("variant", "latent_dim", "seed")}
             | {"state": t["state"].name, "metrics": out["metrics"], "dir": out["dir"]}
@@ -106,13 +113,21 @@ def mnist_sweep(
             "summary": format_sweep_summary(stages, rows, report_path)}
 
 
-def _error_of(future) -> str:
-    """The exception a failed trial raised, or why it never ran (e.g. a Dask worker error)."""
+def _exception_of(future) -> BaseException | None:
+    """The exception a failed trial raised (None: it never ran, e.g. a Dask worker error)."""
     try:
         future.result(timeout=0)
     except Exception as exc:  # noqa: BLE001 - any error is reported, none is swallowed
-        return f"{type(exc).__name__}: {exc}"
-    return f"state {future.state.name}"
+        return exc
+    return None
+
+
+def _error_of(future) -> str:
+    """The exception a failed trial raised, or why it never ran (e.g. a Dask worker error)."""
+    exc = _exception_of(future)
+    if exc is None:
+        return f"state {future.state.name}"
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
 def format_sweep_summary(stages: list[StageRun], rows: list[dict[str, Any]],

@@ -31,3 +31,12 @@ class DataError(UserError, ValueError):
 
 class StateError(UserError, RuntimeError):
     """Stored state (the registry, a champion, a snapshot) that cannot be used as it is."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file the run needs is not there; the message says which command makes it.
+
+    Still a ``FileNotFoundError``, so callers that catch that keep working (not a
+    ``DataError``: a class cannot be both a ``ValueError`` and an ``OSError`` and still
+    be pickled back from a Dask worker).
+    """

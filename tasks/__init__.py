@@ -1,1 +1,1 @@
-"""Pipeline stages: one module per stage, pure functions plus one thin Prefect task."""
+"""The Prefect layer: a task per stage over the core, the look-ups, shared I/O and caching."""

@@ -29,6 +29,7 @@ from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.locking.filesystem import FileSystemLockManager
+from prefect.results import ResultStore
 from prefect.transactions import get_transaction
 
 from mnist_autoencoder import paths
@@ -79,6 +80,37 @@ def described_outputs(value: Any) -> list[dict[str, Any]]:
     return []
 
 
+# The private parts of Prefect this module relies on, all reached through ``_private``:
+# where a lock file lives, and under which name a result store holds a record in memory.
+PREFECT_PRIVATE = {FileSystemLockManager: ("_lock_path_for_key",),
+                   ResultStore: ("_resolved_key_path",)}
+
+
+def check_prefect_private() -> None:
+    """Raise, naming what is missing, if the installed Prefect lacks a private part used here."""
+    import prefect
+
+    missing = [f"{cls.__name__}.{name}" for cls, names in PREFECT_PRIVATE.items()
+               for name in names if not callable(getattr(cls, name, None))]
+    if missing:
+        raise RuntimeError(f"Prefect {prefect.__version__} no longer has {', '.join(missing)}, "
+                           "which tasks/caching.py relies on; adapt tasks.caching._private")
+
+
+def _private(what: str, owner: Any, key: str) -> Any:
+    """The one place that reaches into Prefect (checked by ``check_prefect_private``).
+
+    ``"lock path"``: the lock file of ``key`` of a ``FileSystemLockManager``.
+    ``"forget"``: drop the in-memory copy of record ``key`` of a ``ResultStore``, so that
+    reading it again reads storage (which then misses).
+    """
+    if what == "lock path":
+        return Path(owner._lock_path_for_key(key))
+    if what == "forget":
+        return owner.cache.pop(owner._resolved_key_path(key), None)
+    raise ValueError(what)
+
+
 class ProcessLockManager(FileSystemLockManager):
     """File locks that die with their holder.
 
@@ -89,22 +121,27 @@ class ProcessLockManager(FileSystemLockManager):
     exists on this host as released.
     """
 
+    def __init__(self, lock_files_directory: Path) -> None:
+        super().__init__(lock_files_directory)
+        self._releasing: set[str] = set()  # keys whose dead holder's lock is being released
+
     def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                      hold_timeout: float | None = None) -> bool:
         acquired = super().acquire_lock(key, holder, acquire_timeout, hold_timeout)
         if acquired:
-            path = self._lock_path_for_key(key)
+            path = _private("lock path", self, key)
             info = json.loads(path.read_bytes()) | {"host": socket.gethostname(),
                                                     "pid": os.getpid()}
             write_json_atomic(path, info)
         return acquired
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
-        self._release_if_holder_died(key)
+        if key not in self._releasing:  # release_lock asks is_locked again
+            self._release_if_holder_died(key)
         return super().is_locked(key, use_cache)
 
     def _release_if_holder_died(self, key: str) -> None:
-        path = self._lock_path_for_key(key)
+        path = _private("lock path", self, key)
         try:
             info = json.loads(path.read_bytes())
         except (OSError, ValueError):
@@ -112,8 +149,13 @@ class ProcessLockManager(FileSystemLockManager):
         if info.get("host") == socket.gethostname() and not _process_exists(info.get("pid")):
             logger.warning("Releasing the lock on %s: its holder (pid %s) is gone.",
                            key, info.get("pid"))
-            path.unlink(missing_ok=True)
-            self._locks.pop(key, None)
+            self._releasing.add(key)
+            try:  # public: removes the file and the manager's memory of it
+                self.release_lock(key, info.get("holder", ""))
+            except ValueError:  # not a lock Prefect recognises as held: the file alone
+                path.unlink(missing_ok=True)
+            finally:
+                self._releasing.discard(key)
 
 
 def _process_exists(pid: int | None) -> bool:
@@ -160,9 +202,8 @@ class StageCache(CachePolicy):
             # the transaction miss, so the stage rebuilds its outputs under this key.
             logger.warning("Cached %s result is no longer valid (%s); running it again.",
                            self.stage, "; ".join(problems))
-            record = self.record_dir / key
-            store.cache.pop(str(record), None)
-            record.unlink(missing_ok=True)
+            _private("forget", store, key)
+            (self.record_dir / key).unlink(missing_ok=True)
 
 
 def current_cache_key() -> str:

@@ -25,7 +25,7 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import pytest  # noqa: E402
 
-from tests import synthetic  # noqa: E402
+from tests import helpers  # noqa: E402
 
 MNIST_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -50,8 +50,8 @@ def prefect_api(session_dir):
 def synthetic_source(session_dir):
     """A directory of synthetic IDX files, pinned in the catalog as dataset ``synthetic``."""
     directory = session_dir / "synthetic-source"
-    synthetic.write_dataset(directory)
-    synthetic.register(directory)
+    helpers.write_dataset(directory)
+    helpers.register(directory)
     return directory
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import mnist_autoencoder
-from tests.flowrun import PROJECT
+from tests.helpers import PROJECT
 
 CORE_MODULES = sorted(m.name for m in pkgutil.walk_packages(mnist_autoencoder.__path__,
                                                             "mnist_autoencoder."))

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from mnist_autoencoder.data.idx import load_images_and_labels
 from mnist_autoencoder.data.splits import FILE_NAMES, METADATA_KEY, Split
+from mnist_autoencoder.errors import ParameterError
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
@@ -26,7 +27,7 @@ def normalize(images: np.ndarray) -> np.ndarray:
 def split_train_val(n_samples: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Return sorted (train, val) indices; ``val_size`` of them drawn with ``seed``."""
     if not 0 < val_size < n_samples:
-        raise ValueError(f"val_size={val_size} must be between 1 and {n_samples - 1} "
+        raise ParameterError(f"val_size={val_size} must be between 1 and {n_samples - 1} "
                          f"(the training file holds {n_samples} images)")
     order = np.random.default_rng(seed).permutation(n_samples)
     return np.sort(order[val_size:]).astype(np.int32), np.sort(order[:val_size]).astype(np.int32)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
+from mnist_autoencoder.errors import ParameterError
+
 Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 # (rows, cols) steps of one pixel: right, left, down, up (the score study's order, so the
@@ -142,7 +144,7 @@ MILD = ("rotate23", "shift3", "gaussian_blur_s1", "shot_noise_c60")
 def corrupt(x: np.ndarray, name: str, seed: int) -> np.ndarray:
     """Apply the corruption ``name`` of ``CORRUPTIONS`` with a generator seeded by ``seed``."""
     if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}")
+        raise ParameterError(f"unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}")
     return CORRUPTIONS[name](x, np.random.default_rng(seed))
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 
-from mnist_autoencoder.errors import StateError
+from mnist_autoencoder.errors import ParameterError, StateError
 from mnist_autoencoder.paths import CALIBRATION_FILE, CHAMPION_INFO, MODEL_FILES, location
 from mnist_autoencoder.storage import (
     atomic_dir,
@@ -194,7 +194,7 @@ def hold_reason(gate: GateResult | None, policy: str) -> str | None:
     and, when it ran, ``dir`` and ``drift``, its ``drift.json``).
     """
     if policy not in POLICIES:
-        raise ValueError(f"unknown drift policy {policy!r}; choose one of {list(POLICIES)}")
+        raise ParameterError(f"unknown drift policy {policy!r}; choose one of {list(POLICIES)}")
     if policy == "record" or not gate or not gate.get("tripped"):
         return None
     flagged = (gate.get("drift") or {}).get("flagged") or {}

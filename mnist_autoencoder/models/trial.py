@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_autoencoder.data.splits import Split
+from mnist_autoencoder.errors import ParameterError
 from mnist_autoencoder.evaluation.baselines import fit_pca
 from mnist_autoencoder.evaluation.metrics import mean_errors
 from mnist_autoencoder.paths import HISTORY_FILE
@@ -60,7 +61,7 @@ def run_trial(splits: dict[str, Split], *, variant: str, latent_dim: int, seed: 
     ``epochs, batch_size, learning_rate, patience`` (PCA takes none).
     """
     if variant not in (*VARIANTS, REFERENCE):
-        raise ValueError(f"unknown variant {variant!r}; choose one of {[*VARIANTS, REFERENCE]}")
+        raise ParameterError(f"unknown variant {variant!r}; choose one of {[*VARIANTS, REFERENCE]}")
     train, test = splits["train"], splits["test"]
     started = time.perf_counter()
     if variant == REFERENCE:

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from mnist_autoencoder.errors import ParameterError
 from mnist_autoencoder.models.model import build_autoencoder
 
 SPARSITY_L1 = 1e-4
@@ -81,7 +82,7 @@ def build_deep(input_dim: int, latent_dim: int, learning_rate: float, seed: int)
 def image_side(input_dim: int) -> int:
     side = math.isqrt(input_dim)
     if side * side != input_dim or side % 4:
-        raise ValueError(f"the conv variant needs square images with a side divisible by 4; "
+        raise ParameterError(f"the conv variant needs square images with a side divisible by 4; "
                          f"{input_dim} pixels per image are not")
     return side
 
@@ -182,5 +183,6 @@ def build_variant(variant: str, input_dim: int, latent_dim: int, learning_rate: 
     try:
         builder = BUILDERS[variant]
     except KeyError:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {list(BUILDERS)}") from None
+        raise ParameterError(f"unknown variant {variant!r}; choose one of {list(BUILDERS)}"
+                             ) from None
     return builder(input_dim, latent_dim, learning_rate, seed)

@@ -1,34 +1,40 @@
-"""Figures for the report: each function takes data and returns a ``Figure`` (Agg, never shown)."""
+"""Figures for the report: each function takes data and returns a ``Figure`` (never shown).
+
+Figures are ``matplotlib.figure.Figure`` objects made directly, not through pyplot:
+no backend is chosen, no global figure manager holds them, and importing this module
+leaves a notebook's backend as it was. ``savefig`` renders PNG with Agg by itself.
+"""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
 CONFUSION_SHOWN = 20  # the heatmap shows the most frequent original argmax pixels
 PNG_DPI = 100
 
 
+def _subplots(*grid: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A new ``Figure`` and its axes, as pyplot's ``subplots`` gives them, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
+
+
 def to_png(fig: Figure) -> bytes:
-    """Encode ``fig`` as PNG and free it."""
+    """Encode ``fig`` as PNG (no pyplot holds it: it is freed with its last reference)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=PNG_DPI)
-    plt.close(fig)
     return buffer.getvalue()
 
 
 def plot_loss_curves(history: pd.DataFrame) -> Figure:
     """Training and validation loss per epoch."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     ax.plot(history["epoch"], history["loss"], marker="o", markersize=3, label="training")
     ax.plot(history["epoch"], history["val_loss"], marker="o", markersize=3, label="validation")
     ax.set(xlabel="epoch", ylabel="binary cross-entropy", title="Loss curves")
@@ -43,7 +49,7 @@ def plot_samples(x: np.ndarray, codes: np.ndarray, reconstruction: np.ndarray,
     """Rows: original digits, their latent codes reshaped to a grid, reconstructions."""
     n, side = len(x), int(round(np.sqrt(x.shape[1])))
     code_shape = latent_grid_shape(codes.shape[1])
-    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.2), squeeze=False)
+    fig, axes = _subplots(3, n, figsize=(1.3 * n, 4.2), squeeze=False)
     rows = [(x.reshape(n, side, side), "original"), (codes.reshape(n, *code_shape), "code"),
             (reconstruction.reshape(n, side, side), "reconstruction")]
     for row, (images, title) in enumerate(rows):
@@ -72,7 +78,7 @@ def plot_argmax_confusion(confusion: pd.DataFrame, top: int = CONFUSION_SHOWN) -
     """Heatmap of the argmax-pixel matrix restricted to the ``top`` most frequent originals."""
     keep = confusion.sum(axis=1).nlargest(top).index.sort_values()
     shown = confusion.loc[keep, keep]
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = _subplots(figsize=(8, 7))
     sns.heatmap(shown, ax=ax, cmap="Blues", annot=False, cbar_kws={"label": "test images"})
     ax.set(xlabel="argmax pixel of reconstruction", ylabel="argmax pixel of original",
            title=f"Exploratory: brightest-pixel agreement ({len(keep)} most frequent pixels)")
@@ -90,7 +96,7 @@ def _digit_scatter(ax, points: np.ndarray, labels: np.ndarray, title: str) -> No
 def plot_projections(pca_2d: np.ndarray, tsne_2d: np.ndarray, tsne_sample: np.ndarray,
                      labels: np.ndarray) -> Figure:
     """Test codes in 2-D, coloured by digit: PCA of all codes, t-SNE of a seeded sample."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 5))
     _digit_scatter(left, pca_2d, labels, f"PCA of {len(labels)} test codes")
     scatter = _digit_scatter(right, tsne_2d, labels[tsne_sample],
                              f"t-SNE of {len(tsne_sample)} test codes")
@@ -100,7 +106,7 @@ def plot_projections(pca_2d: np.ndarray, tsne_2d: np.ndarray, tsne_sample: np.nd
 
 def plot_probe_confusion(matrix: np.ndarray, accuracy: float) -> Figure:
     """10x10 confusion of the linear probe on autoencoder codes (rows: true digit)."""
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = _subplots(figsize=(6.5, 5.5))
     sns.heatmap(matrix, ax=ax, annot=True, fmt="d", cmap="Blues", cbar=False,
                 annot_kws={"size": 7})
     ax.set(xlabel="predicted digit", ylabel="true digit",
@@ -111,7 +117,7 @@ def plot_probe_confusion(matrix: np.ndarray, accuracy: float) -> Figure:
 
 def plot_unit_statistics(units: pd.DataFrame) -> Figure:
     """How often each latent unit is active, and its mean activation; dead units in red."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    fig, (top, bottom) = _subplots(2, 1, figsize=(9, 5), sharex=True)
     colours = np.where(units["dead"], "tab:red", "tab:blue")
     top.bar(units["unit"], units["active_fraction"], color=colours)
     top.set(ylabel="fraction active", ylim=(0, 1.05),
@@ -124,7 +130,7 @@ def plot_unit_statistics(units: pd.DataFrame) -> Figure:
 
 def plot_error_distribution(bce: np.ndarray, labels: np.ndarray) -> Figure:
     """Per-sample reconstruction BCE on the test set: histogram and per-digit spread."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 4))
     left.hist(bce, bins=60, color="tab:blue")
     left.axvline(np.mean(bce), color="k", linestyle="--", label=f"mean {np.mean(bce):.4f}")
     left.set(xlabel="per-sample BCE", ylabel="test images", title="Reconstruction error")
@@ -142,7 +148,7 @@ def plot_gallery(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.nd
     """
     n = max(len(group[1]) for group in rows)
     side = int(round(np.sqrt(rows[0][1].shape[1])))
-    fig, axes = plt.subplots(2 * len(rows), n, figsize=(1.3 * n, 2.9 * len(rows)),
+    fig, axes = _subplots(2 * len(rows), n, figsize=(1.3 * n, 2.9 * len(rows)),
                              squeeze=False)
     for g, (title, originals, rebuilt, labels, errors) in enumerate(rows):
         for col in range(n):
@@ -167,7 +173,7 @@ def plot_rate_distortion(summary: pd.DataFrame, reference: str = "pca") -> Figur
     ``summary`` has columns variant, latent_dim, test_bce, test_bce_std, test_mse,
     test_mse_std; the ``reference`` variant is drawn dashed in black.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = _subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, label in ((axes[0], "test_bce", "test binary cross-entropy"),
                               (axes[1], "test_mse", "test mean squared error")):
         for variant, rows in summary.groupby("variant", sort=False):
@@ -195,7 +201,7 @@ def plot_score_histogram(edges: np.ndarray, counts: np.ndarray, reference: np.nd
     ``np.searchsorted`` fills them; ``reference`` holds evenly spaced quantiles of
     the validation scores, which histogram to the validation distribution.
     """
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _subplots(figsize=(8, 4))
     widths = np.diff(edges)
     inner = counts[1:-1] / max(counts.sum(), 1) / widths
     ax.bar(edges[:-1], inner, width=widths, align="edge", alpha=0.6, label="scored images")

@@ -34,9 +34,11 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+
+from mnist_autoencoder.errors import ParameterError
 
 ALPHA = 0.05  # the gate's false-alarm rate on batches drawn like the reference
 MIN_BATCH = 100
@@ -93,7 +95,7 @@ def batch_sample(columns: Callable[[np.ndarray], dict[str, np.ndarray]],
 
 def check_batch_size(n: int, minimum: int = MIN_BATCH) -> None:
     if n < minimum:
-        raise ValueError(f"the batch holds {n} images; a drift check needs at least "
+        raise ParameterError(f"the batch holds {n} images; a drift check needs at least "
                          f"{minimum}: {WHY_MIN_BATCH}")
 
 
@@ -326,17 +328,29 @@ def _reason(test: TestResult) -> str:
             + (f"; missing from the batch: {', '.join(missing)}" if missing else "") + ")")
 
 
+class GateResult(TypedDict, total=False):
+    """The drift gate's outcome before training, as the pipeline passes it on.
+
+    Always ``checked``, ``tripped`` and ``line`` (the summary's ``Drift: ...``); when the
+    check ran, also the stage's output (``dir``, ``files``, ``hash``) and ``drift``, the
+    ``drift.json`` of ``DriftReport.to_json`` (``flagged`` holds the share the anomaly
+    score flags, which ``registry.hold_reason`` weighs).
+    """
+
+    checked: bool
+    tripped: bool
+    line: str
+    dir: str
+    files: dict[str, str]
+    hash: str
+    drift: dict[str, Any]
+
+
 # ---- the reference split of a champion -------------------------------------------------
 
 DEFAULT_VAL_SIZE = 10_000  # params.DataConfig's default
 
 
-def champion_parameters(info: dict[str, Any]) -> dict[str, Any]:
-    """The training parameters a champion.json records (seed, counts, ...); {} if none."""
-    try:
-        return json.loads(info.get("parameters") or "{}")
-    except (TypeError, ValueError):
-        return {}
 
 
 def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
@@ -350,12 +364,13 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
     ``(Split, source)``; raises ``FileNotFoundError`` saying what to do.
     """
     from mnist_autoencoder.data.splits import load_splits
+    from mnist_autoencoder.lifecycle.registry import TrainingRecord
     from mnist_autoencoder.paths import index_path, processed_dir, raw_dir
     from mnist_autoencoder.storage import read_indexed
 
-    params = champion_parameters(info)
+    training = TrainingRecord.from_json(info.get("parameters"))
     wanted = info.get("splits_sha256")
-    counts = params.get("counts") or {}
+    counts = training.counts if training else {}
     found = wanted and read_indexed(index_path(processed_dir(data_dir, dataset), wanted))
     if found:  # the index names it, and its files still hash as recorded
         split = load_splits(Path(found["dir"]), "npz", ("val",))["val"]
@@ -365,7 +380,7 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
 
     snapshot = info.get("snapshot")
     grown = bool(snapshot) and snapshot != base_id(dataset)  # batches joined the splits
-    seed = int(params.get("seed", 0))
+    seed = training.seed if training else 0
     val_size = DEFAULT_VAL_SIZE if grown or "val" not in counts else int(counts["val"])
     raw = raw_dir(Path(data_dir), dataset)
     split = rebuild_validation_split(raw, dataset, val_size, seed)
@@ -389,8 +404,10 @@ def rebuild_validation_split(raw: Path, dataset: str, val_size: int, seed: int):
     names = get_dataset(dataset).file_names()
     paths = {role: Path(raw) / name for role, name in names.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
+    if missing:  # a user's problem (exit 2, no traceback); still a FileNotFoundError
+        from mnist_autoencoder.errors import MissingFileError
+
+        raise MissingFileError(
             f"no validation split of {dataset} to compare with: {missing[0]} is missing and no "
             f"processed split matches the champion; run `python -m flows.autoencoder --dataset "
             f"{dataset}` with the same --data-dir (it downloads and splits the data)")

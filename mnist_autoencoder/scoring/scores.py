@@ -29,12 +29,26 @@ from typing import Any
 import numpy as np
 
 from mnist_autoencoder.data.pixels import as_unit_pixels
+from mnist_autoencoder.errors import ParameterError, StateError
 from mnist_autoencoder.evaluation.metrics import EPSILON
 from mnist_autoencoder.paths import CALIBRATION_FILE
 
 CHUNK = 8192
 DEFAULT_FPR = 0.01
 QUANTILES = 2001  # validation-score quantiles stored: thresholds for any rate >= 0.0005
+# The false-positive rates a threshold can be asked for, open at both ends: above 0 (a
+# threshold past every validation score flags nothing), below 0.5 (flagging half or
+# more of the normal images puts the threshold below the median score: the "anomalies"
+# would be the majority). The one range: params.validate_score checks it with check_fpr.
+FPR_RANGE = (0.0, 0.5)
+
+
+def check_fpr(fpr: float) -> None:
+    """Raise ``ParameterError`` unless ``fpr`` lies inside ``FPR_RANGE``."""
+    low, high = FPR_RANGE
+    if not low < fpr < high:
+        raise ParameterError(f"Invalid parameter fpr={fpr!r}: the share of normal images to "
+                             f"flag: in ({low:g}, {high:g}).")
 
 
 def _max_z(*names: str) -> Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]:
@@ -70,8 +84,7 @@ class Calibration:
 
     def threshold(self, fpr: float) -> float:
         """The score above which a share ``fpr`` of the validation split lies."""
-        if not 0 < fpr < 1:
-            raise ValueError(f"fpr={fpr!r} must be in (0, 1)")
+        check_fpr(fpr)
         grid = np.linspace(0, 1, len(self.quantiles))
         return float(np.interp(1 - fpr, grid, self.quantiles))
 
@@ -122,7 +135,7 @@ def make_error_function(encoder, decoder, chunk: int = CHUNK):
 def calibrate(errors: Callable, x_val: np.ndarray, score: str = DEFAULT_SCORE) -> Calibration:
     """Fit the score's statistics and distribution on the validation images ``x_val``."""
     if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {sorted(SCORES)}")
+        raise ParameterError(f"unknown score {score!r}; choose one of {sorted(SCORES)}")
     parts = errors(x_val)[1]
     mean = {k: float(v.mean()) for k, v in parts.items()}
     std = {k: float(v.std()) or 1.0 for k, v in parts.items()}
@@ -151,7 +164,7 @@ class Scorer:
     def columns(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Per image: ``codes``, ``bce``, ``mse``, ``kl`` and ``score``."""
         if self.calibration is None:
-            raise ValueError("this model has no calibration.json: train it again "
+            raise StateError("this model has no calibration.json: train it again "
                              "(make run) to calibrate its anomaly score")
         codes, parts = self.errors(_pixels(x))
         return {"codes": codes, **parts,
