@@ -56,6 +56,7 @@ from benchmarks.anomaly import (  # noqa: E402
 from mnist_autoencoder.lifecycle.registry import DEFAULT_POLICY, hold_reason  # noqa: E402
 from mnist_autoencoder.scoring.drift import (  # noqa: E402
     ALPHA,
+    DRIFT_TESTS,
     MIN_BATCH,
     TESTS,
     Sample,
@@ -160,8 +161,9 @@ def markdown(result: dict[str, Any]) -> str:
     n, batches = result["at"], result["batches"]
     lines = [f"## Trip rates at {n:,} images ({batches} batches per case; the gate's alpha "
              f"{result['alpha']:.0%})", "",
-             "| case | gate | score KS | codes KS | labels chi2 | flagged (median) | "
-             f"held ({DEFAULT_POLICY}) |", "|---|---|---|---|---|---|---|"]
+             "| case | gate | " + " | ".join(kind.title for kind in DRIFT_TESTS)
+             + " | flagged (median) | "
+             f"held ({DEFAULT_POLICY}) |", "|---" * (len(DRIFT_TESTS) + 4) + "|"]
     lines += [f"| {case} | {' | '.join(percent(row[t]) for t in ('gate', *TESTS))} | "
               f"{100 * row['flagged']:.1f}% | {percent(row['held'])} |"
               for case, row in result["at_size"].items()]
@@ -174,10 +176,11 @@ def markdown(result: dict[str, Any]) -> str:
               for case, row in result["by_size"].items()]
     lines += ["", "## Contiguous 1,000-image slices of the MNIST test split against the "
               "reference; then whole sets", "",
-              "| slice | score KS p | codes min p | labels chi2 p | median score | drift |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {row['score']:.2g} | {row['codes']:.2g} | {row['labels']:.2g} | "
-              f"{row['score_median']:.3f} | {'yes' if row['drift'] else 'no'} |"
+              "| slice | " + " | ".join(f"{kind.label} p" for kind in DRIFT_TESTS)
+              + " | median score | drift |",
+              "|---" * (len(DRIFT_TESTS) + 3) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{row[t]:.2g}" for t in TESTS)
+              + f" | {row['score_median']:.3f} | {'yes' if row['drift'] else 'no'} |"
               for name, row in result["slices"].items()]
     lines += ["", f"Thresholds: score and labels p < {result['alpha'] / 3:.3g}, each code "
               f"dimension p < {result['alpha'] / 3 / result['code_dimensions']:.3g} "

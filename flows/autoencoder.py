@@ -37,6 +37,7 @@ from tasks.baselines import baselines
 from tasks.corrupt import corrupt
 from tasks.drift import drift_gate
 from tasks.evaluate import evaluate
+from tasks.ingest import snapshot_of
 from tasks.lineage import resolve_parent
 from tasks.promote import promote
 from tasks.report import report
@@ -61,6 +62,8 @@ def mnist_autoencoder(
             A held model is trained and reported; the champion stays until a person
             reruns with drift_policy record.
     """
+    # a run triggered by mnist.snapshot.created gets the event's resource id
+    data = data.model_copy(update={"snapshot": snapshot_of(data.snapshot)})
     validate_pipeline(data, training, paths, pipeline)
     paths = paths.resolved()
     stages: list[StageRun] = []

@@ -17,11 +17,11 @@ from prefect import flow
 
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.data.catalog import datasets
-from mnist_autoencoder.data.inputs import is_url, open_input
+from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.data.pixels import InputError
 from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 from mnist_autoencoder.params import PathsConfig, require, validate_images, validate_paths
-from mnist_autoencoder.paths import models_dir, resolve_dir
+from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
 from mnist_autoencoder.scoring.drift import MIN_BATCH, WHY_MIN_BATCH, reference_problem
 from tasks.drift import drift
 from tasks.score import inspect_input, resolve_model

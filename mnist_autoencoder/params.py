@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mnist_autoencoder.data.catalog import datasets
 from mnist_autoencoder.data.download import local_source_dir
-from mnist_autoencoder.data.inputs import describe_formats, format_of, is_url
+from mnist_autoencoder.data.inputs import describe_formats, format_of
 from mnist_autoencoder.data.splits import FORMATS
 from mnist_autoencoder.errors import ParameterError
 from mnist_autoencoder.lifecycle.registry import (
@@ -30,7 +30,8 @@ from mnist_autoencoder.lifecycle.registry import (
     POLICIES,
     check_layout,
 )
-from mnist_autoencoder.paths import models_dir, resolve_dir
+from mnist_autoencoder.models.training import TrainingConfig
+from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
 
 
 class _Group(BaseModel):
@@ -51,16 +52,6 @@ class DataConfig(_Group):
     cache_format: str = Field("npz", description="which cached split file is read: npz or parquet")
     snapshot: str = Field("latest", description="which snapshot of the dataset: latest, or an id "
                           "that `python -m flows.ingest` printed (reproduces that data)")
-
-
-class TrainingConfig(_Group):
-    """How a model is fitted."""
-
-    epochs: int = Field(50, description="maximum number of epochs")
-    batch_size: int = Field(256, description="samples per gradient step")
-    learning_rate: float = Field(1e-3, description="Adam's learning rate")
-    patience: int = Field(5, description="epochs without a lower training loss before stopping "
-                          "early")
 
 
 class PathsConfig(_Group):

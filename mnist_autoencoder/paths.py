@@ -97,6 +97,14 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
 })
 
 
+URL_SCHEMES = ("http://", "https://")  # inputs fetched over the network, never paths
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether ``location`` is an http(s) URL (fetched) rather than a path on this machine."""
+    return str(location).startswith(URL_SCHEMES)
+
+
 def location(name: str, root: str | Path, **fields: str) -> Path:
     """The path of catalog entry ``name`` under ``root`` (the folder its entry names)."""
     return Path(root) / CATALOG[name].pattern.format(**fields)

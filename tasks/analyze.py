@@ -7,10 +7,13 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.evaluation.analysis import analyze_representation, anomaly_table
+from mnist_autoencoder.evaluation.analysis import (
+    analysis_content,
+    analyze_representation,
+    anomaly_table,
+)
 from mnist_autoencoder.evaluation.probes import read_states
 from mnist_autoencoder.evaluation.reconstruction import TEST_ERRORS
-from mnist_autoencoder.lifecycle.lineage import analysis_content
 from mnist_autoencoder.lifecycle.registry import model_sha256
 from mnist_autoencoder.models.inference import apply_in_chunks, encode, load_model
 from mnist_autoencoder.paths import MODEL_FILES, SOURCE_FILE, stage_root

@@ -6,9 +6,8 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.evaluation.baselines import compute_baselines
+from mnist_autoencoder.evaluation.baselines import baselines_content, compute_baselines
 from mnist_autoencoder.evaluation.probes import read_states
-from mnist_autoencoder.lifecycle.lineage import baselines_content
 from mnist_autoencoder.paths import SOURCE_FILE, stage_root
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read, read_splits

@@ -24,6 +24,12 @@ from mnist_autoencoder.paths import download_dir
 from mnist_autoencoder.storage import require_valid, sha256_file
 
 EVENT = "mnist.snapshot.created"
+RESOURCE_PREFIX = "mnist.snapshot."  # the event's resource id: mnist.snapshot.<snapshot id>
+
+
+def snapshot_of(value: str) -> str:
+    """A snapshot id from a snapshot parameter, which a trigger fills with the resource id."""
+    return value.removeprefix(RESOURCE_PREFIX)
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
@@ -46,7 +52,7 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
                               {p.name: sha256_file(p) for p in files})
     if result.created:
         emit_event(event=EVENT,
-                   resource={"prefect.resource.id": f"{snapshots.PREFIX}{result.snapshot}",
+                   resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{result.snapshot}",
                              "prefect.resource.name": result.snapshot, "dataset": dataset},
                    payload=dataclasses.asdict(result))
         log.info(f"Batch {result.batch}: {result.new} new images, {result.duplicates} "
@@ -59,4 +65,4 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
 @task(name="snapshot", cache_policy=NO_CACHE)
 def resolve_snapshot(dataset: str, snapshot: str, data_dir: str) -> dict[str, Any]:
     """The snapshot to train on, its batch files re-hashed (a changed one is refused)."""
-    return snapshots.resolve(Path(data_dir), dataset, snapshot).describe()
+    return snapshots.resolve(Path(data_dir), dataset, snapshot_of(snapshot)).describe()

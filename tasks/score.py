@@ -19,9 +19,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mnist_autoencoder.data.inputs import is_url, open_input
+from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_dir
-from mnist_autoencoder.paths import download_dir, models_dir, stage_root
+from mnist_autoencoder.paths import download_dir, is_url, models_dir, stage_root
 from mnist_autoencoder.reports.score import summary_files
 from mnist_autoencoder.scoring.batch import Summary, new_summary, score_chunks
 from mnist_autoencoder.scoring.scores import load_scorer

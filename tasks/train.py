@@ -15,8 +15,7 @@ import pandas as pd
 from prefect import task
 
 from mnist_autoencoder.codeversion import code_version
-from mnist_autoencoder.models.training import train_model
-from mnist_autoencoder.params import TrainingConfig
+from mnist_autoencoder.models.training import TrainingConfig, train_model
 from mnist_autoencoder.paths import CALIBRATION_FILE, HISTORY_FILE, stage_root
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, calibrate, make_error_function
 from tasks.caching import stage_task_options

@@ -23,8 +23,8 @@ from typing import Any
 
 from mnist_autoencoder import paths
 from mnist_autoencoder.data.catalog import get_dataset
-from mnist_autoencoder.data.inputs import is_url
 from mnist_autoencoder.errors import DataError, UserError
+from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
 
 

@@ -30,17 +30,12 @@ from mnist_autoencoder.data.pixels import (
     as_unit_pixels,
     checked_labels,
 )
+from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import sha256_file, sha256_json
 
 CHUNK = 8192
 IMAGES = re.compile(r"^(?P<stem>.+)-images-idx3-ubyte(\.gz)?$")
 NO_LABEL = -1
-URL_SCHEMES = ("http://", "https://")
-
-
-def is_url(location: str | Path) -> bool:
-    """Whether ``location`` is an http(s) URL (fetched) rather than a path on this machine."""
-    return str(location).startswith(URL_SCHEMES)
 
 
 @dataclass

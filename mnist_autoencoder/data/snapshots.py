@@ -32,7 +32,6 @@ from mnist_autoencoder.paths import location
 from mnist_autoencoder.storage import read_table, sha256_file, sha256_json
 
 RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
-PREFIX = "mnist.snapshot."  # Prefect resource ids of snapshots: mnist.snapshot.<id>
 
 
 class SnapshotError(StateError):
@@ -91,8 +90,7 @@ def snapshot_ids(data_dir: Path, dataset: str) -> list[str]:
 
 
 def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
-    """The snapshot ``wanted`` ("latest", an id, or a Prefect resource id), its batches checked."""
-    wanted = wanted.removeprefix(PREFIX)
+    """The snapshot ``wanted`` ("latest" or an id), its batches checked."""
     manifest = read_manifest(data_dir, dataset)
     ids = snapshot_ids(data_dir, dataset)
     if wanted == "latest":

@@ -145,3 +145,9 @@ def anomaly_table(score: Callable[[np.ndarray], np.ndarray], threshold: float,
         rows.append((name, "mild" if name in MILD else "", roc_auc_score(truth, np.r_[
             normal, scores]), float(np.mean(scores > threshold))))
     return pd.DataFrame(rows, columns=["images", "kind", "AUROC", "flagged"])
+
+
+def analysis_content(model_sha256: str) -> str:
+    """What an analyze output is indexed by: the model it analysed, by the registry's hash
+    (a retrain on a grown snapshot starts from its parent's, ``lifecycle.lineage``)."""
+    return f"model-{model_sha256[:24]}"

@@ -51,3 +51,9 @@ def compute_baselines(train: Split, test: Split, n_components: int, seed: int, l
         summary["probe_accuracy"][name] = accuracy
         log(f"Probe on {name}: accuracy {accuracy:.4f} ({describe_fit(states[name])})")
     return {"baselines.json": summary, "probes.npz": states_file(states)}, summary
+
+
+def baselines_content(splits_sha256: str, n_components: int) -> str:
+    """What a baselines output is indexed by: the splits it was fitted on, and its code size
+    (a retrain on a grown snapshot starts from its parent's, ``lifecycle.lineage``)."""
+    return f"splits-{splits_sha256[:24]}-k{n_components}"

@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mnist_autoencoder.evaluation.analysis import analysis_content
+from mnist_autoencoder.evaluation.baselines import baselines_content
 from mnist_autoencoder.lifecycle.registry import (
     champion_files,
     holds_model,
@@ -80,16 +82,6 @@ def find_parent(artifacts_dir: str | Path, snapshot: dict[str, Any],
             "new_batches": snapshot["batches"][ancestors.index(row.snapshot):],
             "reference": {"splits_sha256": row.splits_sha256, "parameters": row.parameters,
                           "snapshot": row.snapshot}}
-
-
-def baselines_content(splits_sha256: str, n_components: int) -> str:
-    """What a baselines output is indexed by: the splits it was fitted on, and its code size."""
-    return f"splits-{splits_sha256[:24]}-k{n_components}"
-
-
-def analysis_content(model_sha: str) -> str:
-    """What an analyze output is indexed by: the model it analysed (the registry's hash)."""
-    return f"model-{model_sha[:24]}"
 
 
 def _indexed(artifacts_dir: str | Path, stage: str, content: str) -> dict[str, Any] | None:

@@ -27,10 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -45,9 +45,6 @@ from mnist_autoencoder.storage import (
     sha256_json,
     write_json_atomic,
 )
-
-if TYPE_CHECKING:  # a type only: importing the registry does not load the drift tests
-    from mnist_autoencoder.scoring.drift import GateResult
 
 DEFAULT_TOLERANCE = 0.005  # a challenger may be 0.5% worse (noise between equal runs is ~0.1%)
 
@@ -187,11 +184,11 @@ DEFAULT_POLICY = "hold-anomalous"
 HOLD_FLAGGED_SHARE = 0.03
 
 
-def hold_reason(gate: GateResult | None, policy: str) -> str | None:
+def hold_reason(gate: Mapping[str, Any] | None, policy: str) -> str | None:
     """Why the promotion of a model trained on the gate's batches waits; None: it need not.
 
-    ``gate`` is the pipeline's drift stage result (``checked``, ``tripped``, ``line``,
-    and, when it ran, ``dir`` and ``drift``, its ``drift.json``).
+    ``gate`` is the pipeline's drift stage result, a ``scoring.drift.GateResult``
+    (not imported: the registry's code version need not cover the drift tests).
     """
     if policy not in POLICIES:
         raise ParameterError(f"unknown drift policy {policy!r}; choose one of {list(POLICIES)}")

@@ -10,7 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+
+class TrainingConfig(BaseModel):
+    """How a model is fitted: a parameter group of the flows (``params``), defined where it is
+    used, so that the train stage's code version does not cover the flows' validation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(50, description="maximum number of epochs")
+    batch_size: int = Field(256, description="samples per gradient step")
+    learning_rate: float = Field(1e-3, description="Adam's learning rate")
+    patience: int = Field(5, description="epochs without a lower training loss before stopping "
+                          "early")
 
 @dataclass
 class TrainedModel:

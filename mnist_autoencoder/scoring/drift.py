@@ -48,7 +48,6 @@ WHY_MIN_BATCH = (
     "needs at least 5 expected images per class")
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation
 NO_LABEL = -1
-TESTS = ("score", "codes", "labels")
 
 
 @dataclass(frozen=True)
@@ -117,10 +116,9 @@ class TestResult:
 
     def phrase(self) -> str:
         """A few words for the summary line."""
-        label = {"score": "score KS", "codes": "codes min", "labels": "labels chi2"}[self.name]
         if self.skipped:
             return f"{self.name} skipped: {self.skipped}"
-        return f"{label} p={self.p_value:.2g} vs {self.threshold:.2g}"
+        return f"{BY_NAME[self.name].label} p={self.p_value:.2g} vs {self.threshold:.2g}"
 
 
 @dataclass
@@ -160,9 +158,9 @@ class DriftReport:
             if t.skipped:
                 rows.append(f"| {t.name} | skipped: {t.skipped} | | | |")
                 continue
-            statistic = ("chi2" if t.name == "labels" else "KS D") + f" {t.statistic:.4f}"
-            where = " (smallest over dimensions)" if t.name == "codes" else ""
-            rows.append(f"| {t.name} | {statistic} | {t.p_value:.3g}{where} | "
+            kind = BY_NAME[t.name]
+            rows.append(f"| {t.name} | {kind.statistic} {t.statistic:.4f} | "
+                        f"{t.p_value:.3g}{kind.p_note} | "
                         f"{t.threshold:.3g} | {'**yes**' if t.drift else 'no'} |")
         verdict = "**Drift: yes.**" if self.drift else "**Drift: no.**"
         share = (f" The anomaly score flags {self.flagged['batch']:.1%} of the batch and "
@@ -283,7 +281,7 @@ def labels_test(reference: Sample, batch: Sample, alpha: float) -> TestResult:
 def detect(reference: Sample, batch: Sample, alpha: float = ALPHA,
            min_batch: int = MIN_BATCH,
            threshold: tuple[float, float] | None = None) -> DriftReport:
-    """Run the three tests on ``batch`` against ``reference``; drift if any is below its threshold.
+    """Run every test of ``DRIFT_TESTS`` on ``batch``; drift if any is below its threshold.
 
     ``threshold``: (the anomaly score's threshold, the share of validation images it
     flags), for the report's ``flagged`` shares. Raises ``ValueError`` for a batch
@@ -293,12 +291,11 @@ def detect(reference: Sample, batch: Sample, alpha: float = ALPHA,
     if batch.codes.shape[1:] != reference.codes.shape[1:]:
         raise ValueError(f"codes of {batch.codes.shape[1:]} against the reference's "
                          f"{reference.codes.shape[1:]}: not the same model")
-    skipped = {"codes": not live_dimensions(reference, batch),
-               "labels": labels_skipped(reference, batch) is not None}
-    share = alpha / (1 + sum(not s for s in skipped.values()))  # Bonferroni over those that run
-    tests = [score_test(reference, batch, share), codes_test(reference, batch, share),
-             labels_test(reference, batch, share)]
-    reasons = [_reason(t) for t in tests if t.drift] or ["no test is below its threshold"]
+    running = [kind for kind in DRIFT_TESTS if kind.skipped(reference, batch) is None]
+    share = alpha / max(1, len(running))  # Bonferroni over the tests that run
+    tests = [kind.run(reference, batch, share) for kind in DRIFT_TESTS]
+    reasons = ([BY_NAME[t.name].reason(t) for t in tests if t.drift]
+               or ["no test is below its threshold"])
     reasons += [f"{t.name} test skipped: {t.skipped}" for t in tests if t.skipped]
     flagged = None if threshold is None else {
         "threshold": float(threshold[0]), "expected": float(threshold[1]),
@@ -308,16 +305,20 @@ def detect(reference: Sample, batch: Sample, alpha: float = ALPHA,
                        reasons, flagged)
 
 
-def _reason(test: TestResult) -> str:
-    if test.name == "score":
-        return (f"anomaly score: KS D={test.statistic:.3f}, p={test.p_value:.2g} < "
-                f"{test.threshold:.2g} (median {test.detail['reference_median']:.3g} -> "
-                f"{test.detail['batch_median']:.3g})")
-    if test.name == "codes":
-        dims = test.detail["drifted_dimensions"]
-        return (f"codes: {len(dims)} of {test.detail['dimensions_tested']} dimensions below "
-                f"p={test.threshold:.2g} (smallest p={test.p_value:.2g}, dimension "
-                f"{test.detail['smallest_p_dimension']})")
+def _score_reason(test: TestResult) -> str:
+    return (f"anomaly score: KS D={test.statistic:.3f}, p={test.p_value:.2g} < "
+            f"{test.threshold:.2g} (median {test.detail['reference_median']:.3g} -> "
+            f"{test.detail['batch_median']:.3g})")
+
+
+def _codes_reason(test: TestResult) -> str:
+    dims = test.detail["drifted_dimensions"]
+    return (f"codes: {len(dims)} of {test.detail['dimensions_tested']} dimensions below "
+            f"p={test.threshold:.2g} (smallest p={test.p_value:.2g}, dimension "
+            f"{test.detail['smallest_p_dimension']})")
+
+
+def _labels_reason(test: TestResult) -> str:
     moved = sorted(test.detail["batch_share"], key=lambda c: -abs(
         test.detail["batch_share"][c] - test.detail["reference_share"].get(c, 0.0)))[0]
     missing = [c for c, share in test.detail["reference_share"].items()
@@ -326,6 +327,46 @@ def _reason(test: TestResult) -> str:
             f"(class {moved}: {test.detail['reference_share'].get(moved, 0.0):.1%} of the "
             f"reference, {test.detail['batch_share'][moved]:.1%} of the batch"
             + (f"; missing from the batch: {', '.join(missing)}" if missing else "") + ")")
+
+
+def _never_skipped(reference: Sample, batch: Sample) -> None:
+    return None
+
+
+def _codes_skipped(reference: Sample, batch: Sample) -> str | None:
+    if live_dimensions(reference, batch):
+        return None
+    return "every code dimension is constant in both samples"
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One test of the gate: its name, how it runs and explains itself, how tables show it.
+
+    Adding a test is one entry in ``DRIFT_TESTS`` (and its test): ``detect``, the
+    summary line, the report, the Bonferroni share and the benchmark's tables read it.
+    """
+
+    name: str  # its key in drift.json and the benchmark's rows
+    label: str  # in the summary line, before its p-value: "score KS p=..."
+    title: str  # its column in the benchmark's trip-rate table
+    statistic: str  # what its statistic is, in the report's table
+    run: Callable[[Sample, Sample, float], TestResult]  # (reference, batch, alpha)
+    skipped: Callable[[Sample, Sample], str | None]  # why it cannot run; None when it can
+    reason: Callable[[TestResult], str]  # why it tripped, for the report's reasons
+    p_note: str = ""  # beside its p-value in the report
+
+
+DRIFT_TESTS: tuple[DriftTest, ...] = (
+    DriftTest("score", "score KS", "score KS", "KS D", score_test, _never_skipped,
+              _score_reason),
+    DriftTest("codes", "codes min", "codes KS", "KS D", codes_test, _codes_skipped,
+              _codes_reason, p_note=" (smallest over dimensions)"),
+    DriftTest("labels", "labels chi2", "labels chi2", "chi2", labels_test, labels_skipped,
+              _labels_reason),
+)
+BY_NAME = {kind.name: kind for kind in DRIFT_TESTS}
+TESTS = tuple(BY_NAME)
 
 
 class GateResult(TypedDict, total=False):

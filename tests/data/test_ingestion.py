@@ -102,9 +102,6 @@ def test_an_old_snapshot_id_reproduces_its_data_and_unknown_ids_are_refused(base
     assert len(old["train"].y) + len(old["val"].y) + len(old["recent"].y) == 300 + 40
     with pytest.raises(snapshots.SnapshotError, match="no snapshot 'synthetic-ingest-nope'"):
         snapshots.resolve(root / "data", DATASET, "synthetic-ingest-nope")
-    # the Prefect event's resource id names a snapshot too
-    assert snapshots.resolve(root / "data", DATASET, f"mnist.snapshot.{first.snapshot}").id \
-        == first.snapshot
 
 
 def test_a_batch_file_changed_after_ingest_is_detected_and_refused(base):

@@ -16,6 +16,7 @@ import pytest
 from flows.cli import group_params
 from flows.runners import DASK_ADDRESS_ENV
 from flows.sweep import mnist_sweep
+from mnist_autoencoder.errors import UserError
 from tests import helpers
 from tests.helpers import PROJECT, cli_command, cli_env
 
@@ -99,9 +100,10 @@ def test_failed_trials_leave_a_report_of_the_others_and_fail_the_flow(prefect_ap
               "batch_size": 64, "probe": False, "data_dir": str(tmp_path / "data"),
               "artifacts_dir": str(tmp_path / "artifacts")}
     with pytest.raises(SweepError, match=r"1 of 3 trials failed: conv/4/seed 0 \(Failed\)\. "
-                                         r"The first one's error: ParameterError: the conv variant "
-                                         r"needs square images"):
+                                         r"The first one's error: the conv variant "
+                                         r"needs square images") as failed:
         sweep(**params)
+    assert isinstance(failed.value, UserError)  # every failed trial failed on the user's input
     (summary,) = (tmp_path / "artifacts").glob("sweep/*/summary.csv")
     assert set(pd.read_csv(summary)["variant"]) == {"shallow", "pca"}
 

@@ -5,8 +5,10 @@ import shutil
 import pandas as pd
 import pytest
 
+from mnist_autoencoder.evaluation.analysis import analysis_content
+from mnist_autoencoder.evaluation.baselines import baselines_content
 from mnist_autoencoder.lifecycle import registry as rg
-from mnist_autoencoder.lifecycle.lineage import analysis_content, baselines_content, find_parent
+from mnist_autoencoder.lifecycle.lineage import find_parent
 from mnist_autoencoder.paths import index_path, location, models_dir, stage_root
 from mnist_autoencoder.storage import write_json_atomic, write_outputs
 from tests.helpers import fake_model
