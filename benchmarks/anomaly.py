@@ -4,8 +4,8 @@
         [--fashion /usr/share/datasets/fashion-mnist] [--epochs 50] [--out artifacts/bench]
 
 Trains the shallow autoencoder (the pipeline's defaults) on MNIST and on
-Fashion-MNIST, calibrates every score in ``scoring.SCORES`` on each model's own
-validation split, and scores:
+Fashion-MNIST, fits every score in ``scoring.SCORES`` on one half of each model's own
+validation split and takes its thresholds from the other half, and scores:
 
 - ``mnist->fashion``: the MNIST model on the Fashion-MNIST test split;
 - ``fashion->mnist``: the Fashion-MNIST model on the MNIST test split;
@@ -48,7 +48,8 @@ class Model:
 
     name: str
     errors: Callable
-    calibrations: dict[str, Any]  # score name -> scoring.Calibration
+    calibration: Any  # scoring.Calibration: every score, fitted on one half of the
+    # validation split, its thresholds from the other half
     test_scores: dict[str, np.ndarray]
     training: dict[str, Any]
 
@@ -117,7 +118,7 @@ def training_log(name: str) -> Callable[[str], None]:
 def train(name: str, splits: dict, epochs: int) -> Model:
     """Train the shallow model on ``splits`` and calibrate every score on its validation split."""
     from mnist_autoencoder.models.training import train_model
-    from mnist_autoencoder.scoring.scores import SCORES, calibrate, make_error_function
+    from mnist_autoencoder.scoring.scores import calibrate, make_error_function
 
     say(f"Training the {name} model (at most {epochs} epochs)")
     started = time.perf_counter()
@@ -125,37 +126,35 @@ def train(name: str, splits: dict, epochs: int) -> Model:
                           log=training_log(name), **TRAINING)
     seconds = time.perf_counter() - started
     errors = make_error_function(trained.encoder, trained.decoder)
-    calibrations = {score: calibrate(errors, splits["val"].x, score=score) for score in SCORES}
-    return Model(name, errors, calibrations, score_all(errors, calibrations, splits["test"].x),
+    calibration = calibrate(errors, splits["val"].x)  # every score, fitted and calibrated
+    return Model(name, errors, calibration, score_all(errors, calibration, splits["test"].x),
                  trained.summary(epochs) | {"seconds": round(seconds, 1)})
 
 
-def score_all(errors: Callable, calibrations: dict[str, Any], x: np.ndarray
-              ) -> dict[str, np.ndarray]:
+def score_all(errors: Callable, calibration: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every score of every image in ``x``, from one pass of the model."""
-    from mnist_autoencoder.scoring.scores import SCORES
-
-    parts = errors(x)[1]
-    return {name: SCORES[name](parts, cal.stats()) for name, cal in calibrations.items()}
+    codes, parts = errors(x)
+    return {name: calibration.apply({"codes": codes, **parts}, name)
+            for name in calibration.scores}
 
 
 def evaluate(model: Model, x_anomalous: np.ndarray) -> tuple[dict, dict]:
     """Per score: AUROC of ``x_anomalous`` against the clean test split, and its share flagged."""
     from sklearn.metrics import roc_auc_score
 
-    scores = score_all(model.errors, model.calibrations, x_anomalous)
+    scores = score_all(model.errors, model.calibration, x_anomalous)
     auroc, detected = {}, {}
     for name, anomalous in scores.items():
         clean = model.test_scores[name]
         labels = np.r_[np.zeros(len(clean)), np.ones(len(anomalous))]
         auroc[name] = float(roc_auc_score(labels, np.r_[clean, anomalous]))
-        detected[name] = float(np.mean(anomalous > model.calibrations[name].threshold(FPR)))
+        detected[name] = float(np.mean(anomalous > model.calibration.threshold(FPR, name)))
     return auroc, detected
 
 
 def false_alarms(model: Model) -> dict[str, float]:
     """Per score: the share of the model's own clean test split flagged at the threshold."""
-    return {name: float(np.mean(scores > model.calibrations[name].threshold(FPR)))
+    return {name: float(np.mean(scores > model.calibration.threshold(FPR, name)))
             for name, scores in model.test_scores.items()}
 
 
@@ -240,7 +239,7 @@ def main() -> None:
         "epochs": args.epochs, "fpr": FPR, "scores": scores, "default_score": DEFAULT_SCORE,
         "auroc": auroc, "summary": summarise(auroc, scores), "detected": detected,
         "false_alarms": {name: false_alarms(model) for name, model in models.items()},
-        "thresholds": {name: {s: c.threshold(FPR) for s, c in model.calibrations.items()}
+        "thresholds": {name: {s: model.calibration.threshold(FPR, s) for s in scores}
                        for name, model in models.items()},
         "training": {name: model.training for name, model in models.items()},
         "training_settings": TRAINING, "skipped": skipped,

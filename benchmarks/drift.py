@@ -62,6 +62,7 @@ from mnist_autoencoder.scoring.drift import (  # noqa: E402
     Sample,
     detect,
     reference_sample,
+    validation_reference,
 )
 
 SIZES = (50, 100, 300, 1000)
@@ -217,7 +218,7 @@ def main() -> None:
     calibration = calibrate(make_error_function(trained.encoder, trained.decoder),
                             mnist["val"].x)
     scorer = Scorer(trained.encoder, trained.decoder, calibration)
-    reference = reference_sample(scorer.columns, mnist["val"].x, mnist["val"].y)
+    reference = validation_reference(scorer.columns, mnist["val"].x, mnist["val"].y)
     say(f"Reference: {len(reference)} validation images ({time.perf_counter() - started:.0f} s)")
     samples = pools(scorer.columns, mnist, held_out, fashion)
     makers = batch_makers(samples)

@@ -18,8 +18,9 @@ from prefect import flow
 from flows.runners import dask_address, task_runner
 from flows.summary import StageRun, format_stages, run_stage
 from mnist_autoencoder.params import PathsConfig, validate_score
-from mnist_autoencoder.scoring.scores import DEFAULT_FPR
-from tasks.score import SCORES_FILE, inspect_input, merge, resolve_model, score
+from mnist_autoencoder.scoring.scores import DEFAULT_FPR, DEFAULT_SCORE
+from tasks.score import SCORES_FILE, inspect_input, merge, resolve_model
+from tasks.score import score as score_task
 
 SHARDS_ENV = "MNIST_AE_SCORE_SHARDS"  # how many shards on a Dask cluster (default 4)
 
@@ -31,6 +32,7 @@ def mnist_score(
     model: str = "champion",
     fpr: float = DEFAULT_FPR,
     paths: PathsConfig = PathsConfig(),
+    score: str = DEFAULT_SCORE,
 ) -> dict[str, Any]:
     """Score new images with a trained model: codes, errors, a calibrated anomaly score.
 
@@ -41,20 +43,23 @@ def mnist_score(
         model: "champion", or a run id from artifacts/models/registry.parquet.
         fpr: the share of images like the validation split that is flagged.
         paths: where data and artifacts go.
+        score: which anomaly score: typicality (two-sided: how unlikely the image's
+            reconstruction statistics are, either way), or a one-sided one: max_z(bce,kl),
+            max_z(bce,mse), bce, mse, kl (docs/scoring.md).
     """
-    validate_score(input, dataset, model, fpr, paths)
+    validate_score(input, dataset, model, fpr, paths, score)
     paths = paths.resolved()
     stages: list[StageRun] = []
     chosen = run_stage(resolve_model, stages, dataset=dataset, model=model,
                        artifacts_dir=paths.artifacts_dir)
     found = run_stage(inspect_input, stages, location=input, data_dir=paths.data_dir)
     common = {"model": chosen, "location": found["location"], "fpr": fpr,
-              "artifacts_dir": paths.artifacts_dir}
+              "score_name": score, "artifacts_dir": paths.artifacts_dir}
     if not dask_address():
-        scored = run_stage(score, stages, **common, fingerprint=found["fingerprint"])
+        scored = run_stage(score_task, stages, **common, fingerprint=found["fingerprint"])
     else:  # shards on the cluster's workers, like sweep trials
         shards = int(os.environ.get(SHARDS_ENV) or 4)
-        futures = [score.submit(**common, fingerprint=found["fingerprint"], shard=k,
+        futures = [score_task.submit(**common, fingerprint=found["fingerprint"], shard=k,
                                 shards=shards) for k in range(shards)]
         scored = run_stage(merge, stages, **common, parts=[f.result() for f in futures])
     scores = str(Path(scored["dir"]) / SCORES_FILE)

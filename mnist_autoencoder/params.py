@@ -149,6 +149,11 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
                       pipeline: PipelineConfig) -> None:
     """Raise for the first parameter of the pipeline flow that cannot work."""
     validate_data(data)
+    from mnist_autoencoder.scoring.scores import MIN_VALIDATION, STATISTICS
+
+    require(data.val_size >= MIN_VALIDATION, "val_size", data.val_size,
+            f"the anomaly score needs at least {MIN_VALIDATION} validation images: half fit "
+            f"its density (a Gaussian of {len(STATISTICS)} statistics), half set its thresholds")
     require(pipeline.latent_dim >= 1, "latent_dim", pipeline.latent_dim, "must be at least 1")
     validate_training(training)
     require(0 <= pipeline.promotion_tolerance < 1, "promotion_tolerance",
@@ -203,16 +208,17 @@ def validate_images(name: str, location: str, labelled_only: bool = False) -> No
 
 
 def validate_score(input: str, dataset: str, model: str, fpr: float,
-                   paths: PathsConfig) -> None:
+                   paths: PathsConfig, score: str = "typicality") -> None:
     """Raise for the first parameter of the scoring flow that cannot work (no model included)."""
     from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 
     validate_images("input", input)
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
-    from mnist_autoencoder.scoring.scores import check_fpr  # the one range: FPR_RANGE
+    from mnist_autoencoder.scoring.scores import SCORES, check_fpr  # the one range: FPR_RANGE
 
     check_fpr(fpr)
+    require(score in SCORES, "score", score, f"choose one of {list(SCORES)}")
     validate_paths(paths)
     scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, model)
 

@@ -33,6 +33,7 @@ from mnist_autoencoder.scoring.drift import (
     detect,
     reference_sample,
     reference_split,
+    validation_reference,
 )
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, load_scorer
 from mnist_autoencoder.storage import sha256_json
@@ -89,7 +90,7 @@ def _check(io: StageIO, scorer, info: dict[str, Any], batch: Sample, dataset: st
     """Test ``batch`` against the model's validation split; write, publish and announce."""
     split, source = reference_split(Path(data_dir), dataset, info)
     io.log(f"Reference: {source['n']} images ({source['kind']}: {source['note']})")
-    report = detect(reference_sample(scorer.columns, split.x, split.y), batch,
+    report = detect(validation_reference(scorer.columns, split.x, split.y), batch,
                     threshold=(scorer.calibration.threshold(DEFAULT_FPR), DEFAULT_FPR))
     result = report.to_json() | {"dataset": dataset, "fingerprint": fingerprint,
                                  "reference": source, "line": report.line()}

@@ -12,7 +12,6 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import task
@@ -24,7 +23,7 @@ from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_d
 from mnist_autoencoder.paths import download_dir, is_url, models_dir, stage_root
 from mnist_autoencoder.reports.score import summary_files
 from mnist_autoencoder.scoring.batch import Summary, new_summary, score_chunks
-from mnist_autoencoder.scoring.scores import load_scorer
+from mnist_autoencoder.scoring.scores import DEFAULT_SCORE, load_scorer
 from mnist_autoencoder.storage import describe_outputs, write_parquet_stream
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read
@@ -51,18 +50,20 @@ def inspect_input(location: str, data_dir: str) -> dict[str, Any]:
 @task(**stage_task_options("score", ignore=("location",)),
       task_run_name="score-shard{shard}-of-{shards}")
 def score(model: dict[str, Any], location: str, fingerprint: str, fpr: float,
-          artifacts_dir: str, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+          artifacts_dir: str, score_name: str = DEFAULT_SCORE, shard: int = 0,
+          shards: int = 1) -> dict[str, Any]:
     """Score every image of the input (of one shard of it); write ``scores.parquet``.
 
     A whole input also gets its summary; a shard gets ``summary.npz`` for ``merge``.
     """
     io = StageIO(stage_root(artifacts_dir, "score"), model)
     scorer = load_scorer(model["dir"])
-    summary = new_summary(scorer, fpr)
+    summary = new_summary(scorer, fpr, score_name)
     chunks = open_input(location).iter_chunks(shard=shard, shards=shards)
     with io.streaming() as tmp:
-        _write_tables(tmp / SCORES_FILE, score_chunks(scorer, chunks, summary))
-        io.put(tmp, _summary_outputs(scorer, summary, model, location) if shards == 1
+        _write_tables(tmp / SCORES_FILE, score_chunks(scorer, chunks, summary, score_name))
+        io.put(tmp, _summary_outputs(scorer, summary, model, location, score_name)
+               if shards == 1
                else {"summary.npz": summary.to_arrays()})
     if shards > 1:
         return io.describe(count=summary.count)
@@ -71,7 +72,7 @@ def score(model: dict[str, Any], location: str, fingerprint: str, fpr: float,
 
 @task(**stage_task_options("score_merge", ignore=("location",)))
 def merge(parts: list[dict[str, Any]], model: dict[str, Any], location: str,
-          fpr: float, artifacts_dir: str) -> dict[str, Any]:
+          fpr: float, artifacts_dir: str, score_name: str = DEFAULT_SCORE) -> dict[str, Any]:
     """One ``scores.parquet`` and one summary from the shards' outputs."""
     io = StageIO(stage_root(artifacts_dir, "score"), model, *parts)
     summaries = [Summary.from_arrays(read(part, "summary.npz")) for part in parts]
@@ -80,7 +81,8 @@ def merge(parts: list[dict[str, Any]], model: dict[str, Any], location: str,
               for batch in pq.ParquetFile(Path(part["dir"]) / SCORES_FILE).iter_batches())
     with io.streaming() as tmp:
         _write_tables(tmp / SCORES_FILE, (pa.Table.from_batches([b]) for b in tables))
-        io.put(tmp, _summary_outputs(load_scorer(model["dir"]), summary, model, location))
+        io.put(tmp, _summary_outputs(load_scorer(model["dir"]), summary, model, location,
+                                     score_name))
     return _published(io, io.describe(summary=summary.as_json()), fpr)
 
 
@@ -89,9 +91,9 @@ def _write_tables(path: Path, tables) -> None:
 
 
 def _summary_outputs(scorer, summary: Summary, model: dict[str, Any],
-                     location: str) -> dict[str, Any]:
-    return summary_files(summary, scorer.calibration.score,
-                         np.asarray(scorer.calibration.quantiles),
+                     location: str, score_name: str) -> dict[str, Any]:
+    return summary_files(summary, scorer.calibration.name(score_name),
+                         scorer.calibration.quantiles(score_name),
                          scorer.reconstruct(summary.top_x), model, location)
 
 

@@ -41,8 +41,9 @@ def train(splits: dict[str, Any], cache_format: str, latent_dim: int, seed: int,
     config |= ({"init": "warm", "parent_model_sha256": init["model_sha256"]} if init
                else {"init": "scratch"})
     calibration = calibrate(make_error_function(fitted.encoder, fitted.decoder), data["val"].x)
-    io.log(f"Anomaly score {calibration.score}: threshold "
-           f"{calibration.threshold(DEFAULT_FPR):.4g} flags {DEFAULT_FPR:.0%} of validation images")
+    io.log(f"Anomaly score {calibration.score} (fitted on {calibration.n_fit} validation "
+           f"images, calibrated on {calibration.n_calibration}): threshold "
+           f"{calibration.threshold(DEFAULT_FPR):.4g} flags {DEFAULT_FPR:.0%} of those images")
     return io.write(fitted.models | {HISTORY_FILE: pd.DataFrame(fitted.history),
                                      CALIBRATION_FILE: calibration.to_json()},
                     **fitted.summary(training.epochs), config=config,

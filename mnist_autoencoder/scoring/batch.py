@@ -90,10 +90,12 @@ class Summary:
                                    for s, v in zip(self.top_sources, self.top_scores)]}
 
 
-def new_summary(scorer: Scorer, fpr: float) -> Summary:
-    quantiles = np.asarray(scorer.calibration.quantiles)
+def new_summary(scorer: Scorer, fpr: float, name: str | None = None) -> Summary:
+    """An empty summary of score ``name`` (default: the calibration's) at rate ``fpr``."""
+    quantiles = scorer.calibration.quantiles(name)
     low, high = quantiles[0], quantiles[-1] + 2 * (quantiles[-1] - quantiles[0])
-    return Summary(fpr, scorer.calibration.threshold(fpr), np.linspace(low, high, N_BINS + 1))
+    return Summary(fpr, scorer.calibration.threshold(fpr, name),
+                   np.linspace(low, high, N_BINS + 1))
 
 
 def score_table(chunk: Chunk, columns: dict[str, np.ndarray], flagged: np.ndarray) -> pa.Table:
@@ -159,12 +161,12 @@ def prefetched(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         stop.set()
 
 
-def score_chunks(scorer: Scorer, chunks: Iterator[Chunk],
-                 summary: Summary) -> Iterator[pa.Table]:
+def score_chunks(scorer: Scorer, chunks: Iterator[Chunk], summary: Summary,
+                 name: str | None = None) -> Iterator[pa.Table]:
     """Score each chunk (read ahead on a second thread), fold it into ``summary``, yield its
     table."""
     for chunk in prefetched(chunks):
-        columns = scorer.columns(chunk.x)
+        columns = scorer.columns(chunk.x, name)
         flagged = columns["score"] > summary.threshold
         summary.add(chunk, columns["score"], flagged)
         yield score_table(chunk, columns, flagged)

@@ -86,6 +86,19 @@ def reference_sample(columns: Callable[[np.ndarray], dict[str, np.ndarray]], x: 
                   None if labels is None else np.asarray(labels).astype(np.int64))
 
 
+def validation_reference(columns: Callable[[np.ndarray], dict[str, np.ndarray]],
+                         x_val: np.ndarray, y_val: np.ndarray | None = None) -> Sample:
+    """The gate's reference: the calibrating half of a model's validation split.
+
+    The anomaly score's density was fitted on the other half (``scores.validation_halves``),
+    so the reference's scores are distributed as a new batch's from the same population.
+    """
+    from mnist_autoencoder.scoring.scores import validation_halves
+
+    rows = validation_halves(len(x_val))[1]
+    return reference_sample(columns, x_val[rows], None if y_val is None else y_val[rows])
+
+
 def batch_sample(columns: Callable[[np.ndarray], dict[str, np.ndarray]],
                  chunks: Iterable[Any]) -> Sample:
     """A ``Sample`` of a batch read chunk by chunk (``inputs.Input.iter_chunks``)."""

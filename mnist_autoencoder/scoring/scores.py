@@ -2,16 +2,19 @@
 
 Per image the model gives a code, the reconstruction errors BCE and MSE, and
 ``kl``: the BCE minus the image's own pixel entropy (the BCE of the image with
-itself), a complexity correction in the manner of Serra et al. (2020) that needs
-no compressor. The default anomaly score is the larger of BCE and ``kl``, each
-standardised on the validation split: BCE catches corrupted digits (blur,
-rotation), ``kl`` stops simpler images than the training data from looking
-normal (MNIST digits under a Fashion-MNIST model). The measurements behind the
-choice are in ``docs/scoring.md``.
+itself), a complexity correction in the manner of Serra et al. (2020). The
+default anomaly score, ``typicality``, is two-sided: a Gaussian mixture fitted
+on four statistics of validation images (log BCE, log MSE, the code's log
+Mahalanobis distance, the image's log entropy) scores an image by how unlikely
+its statistics are, so an image reconstructed atypically well is as foreign as
+one reconstructed badly (DoSE, Morningstar et al. 2021). The one-sided scores
+stay selectable by name (``SCORES``). The measurements behind the choice are in
+``docs/scoring.md``.
 
-``calibrate`` stores the statistics a score needs and the quantiles of its
-validation scores, from which the threshold for any false-positive rate
-follows (default 1%); they go beside the model as ``calibration.json``.
+``calibrate`` fits every score on one half of the validation split and stores
+the quantiles of its scores on the other half, from which the threshold for any
+false-positive rate follows (default 1%): no threshold comes from images a score
+was fitted on. It all goes beside the model as ``calibration.json``.
 
 Codes and errors come from one XLA-compiled function over fixed-size chunks:
 the reconstructions never leave it, which is what makes scoring fast.
@@ -51,51 +54,198 @@ def check_fpr(fpr: float) -> None:
                              f"flag: in ({low:g}, {high:g}).")
 
 
-def _max_z(*names: str) -> Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]:
+# ---- the scores: each is fitted on the FIT half of the validation split, then applied ------
+
+Columns = dict[str, np.ndarray]  # per image: codes, bce, mse, kl
+Params = dict[str, Any]  # what a score fitted, JSON-ready
+
+
+@dataclass(frozen=True)
+class Score:
+    """One anomaly score: what it fits on validation images, and how it scores an image."""
+
+    name: str
+    fit: Callable[[Columns], Params]
+    apply: Callable[[Columns, Params], np.ndarray]
+    check: Callable[[Params], str | None] = lambda params: None  # what is wrong with params
+
+
+def _nothing(columns: Columns) -> Params:
+    return {}
+
+
+def _column(name: str) -> Score:
+    return Score(name, _nothing, lambda columns, params: columns[name])
+
+
+def _max_z(*names: str) -> Score:
     """The largest of the named components, each standardised on the validation split."""
-    def score(parts: dict[str, np.ndarray], stats: dict[str, Any]) -> np.ndarray:
-        return np.max([(parts[n] - stats["mean"][n]) / stats["std"][n] for n in names], axis=0)
-    return score
+    def fit(columns: Columns) -> Params:
+        return {"mean": {n: float(columns[n].mean()) for n in names},
+                "std": {n: float(columns[n].std()) or 1.0 for n in names}}
+
+    def apply(columns: Columns, params: Params) -> np.ndarray:
+        return np.max([(columns[n] - params["mean"][n]) / params["std"][n] for n in names],
+                      axis=0)
+    return Score(f"max_z({','.join(names)})", fit, apply)
 
 
-# name -> score from the per-image components (bce, mse, kl) and the calibration statistics
-SCORES: dict[str, Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]] = {
-    "bce": lambda parts, stats: parts["bce"],
-    "mse": lambda parts, stats: parts["mse"],
-    "kl": lambda parts, stats: parts["kl"],
-    "max_z(bce,kl)": _max_z("bce", "kl"),
-    "max_z(bce,mse)": _max_z("bce", "mse"),
-}
-DEFAULT_SCORE = "max_z(bce,kl)"
+# ---- typicality: how unlikely an image's reconstruction statistics are, in either direction --
+#
+# DoSE (Morningstar et al., AISTATS 2021): per image, four statistics of the model; a
+# Gaussian mixture fitted on those of validation images; the score is the negative log
+# density. An image reconstructed atypically *well* (MNIST digits under a Fashion-MNIST
+# model: BCE 0.20 AUROC one-sided) is as foreign as one reconstructed badly. Chosen on
+# validation images and anomalies made from them only (docs/scoring.md).
+
+STAT_EPS = 1e-6
+STATISTICS = ("log_bce", "log_mse", "log_mahalanobis", "log_entropy")
+COMPONENTS = 8  # mixture components with 1,000 or more fitting images (measured stable)
+IMAGES_PER_COMPONENT = 125  # fewer fitting images: one component per 125 (119 parameters at 8)
+MIN_FIT = 50  # one full-covariance Gaussian of 4 statistics: 14 parameters
+# The fitting and calibrating halves of the validation split: a fixed permutation, so that a
+# retrain on the same split fits the same density.
+SPLIT_SEED = 23
+
+
+def code_whitening(codes: np.ndarray) -> Params:
+    """Mean and whitening matrix of the codes: ``|(c - mean) @ W|^2`` is the Mahalanobis d^2."""
+    codes = np.asarray(codes, np.float64)
+    covariance = np.cov(codes, rowvar=False) + STAT_EPS * np.eye(codes.shape[1])
+    whitening = np.linalg.inv(np.linalg.cholesky(covariance)).T
+    return {"code_mean": codes.mean(0).tolist(), "code_whitening": whitening.tolist()}
+
+
+def statistics(columns: Columns, params: Params) -> np.ndarray:
+    """(n, 4): log BCE, log MSE, log Mahalanobis d^2 of the code, log of the image's entropy."""
+    y = (np.asarray(columns["codes"], np.float64) - np.asarray(params["code_mean"])) \
+        @ np.asarray(params["code_whitening"])
+    entropy = np.maximum(columns["bce"] - columns["kl"], 0)  # the BCE of the image with itself
+    return np.stack([np.log(columns["bce"] + STAT_EPS), np.log(columns["mse"] + STAT_EPS),
+                     np.log(np.einsum("ij,ij->i", y, y) + STAT_EPS),
+                     np.log(entropy + STAT_EPS)], axis=1)
+
+
+def _fit_typicality(columns: Columns) -> Params:
+    from sklearn.mixture import GaussianMixture
+
+    n = len(columns["bce"])
+    params = code_whitening(columns["codes"])
+    values = statistics(columns, params)
+    mean, std = values.mean(0), values.std(0)
+    std[std == 0] = 1.0
+    k = max(1, min(COMPONENTS, n // IMAGES_PER_COMPONENT))
+    mixture = GaussianMixture(n_components=k, covariance_type="full", random_state=0)
+    mixture.fit((values - mean) / std)
+    return params | {"mean": mean.tolist(), "std": std.tolist(),
+                     "weights": mixture.weights_.tolist(), "means": mixture.means_.tolist(),
+                     "precisions_cholesky": mixture.precisions_cholesky_.tolist()}
+
+
+def _typicality(columns: Columns, params: Params) -> np.ndarray:
+    """The negative log density of the standardised statistics under the fitted mixture."""
+    z = (statistics(columns, params) - np.asarray(params["mean"])) / np.asarray(params["std"])
+    means, cholesky = np.asarray(params["means"]), np.asarray(params["precisions_cholesky"])
+    y = np.einsum("nd,kde->nke", z, cholesky) - np.einsum("kd,kde->ke", means, cholesky)
+    log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
+    log_prob = (np.log(np.asarray(params["weights"])) + log_det
+                - 0.5 * (z.shape[1] * np.log(2 * np.pi) + np.einsum("nke,nke->nk", y, y)))
+    top = log_prob.max(1)
+    return -(top + np.log(np.exp(log_prob - top[:, None]).sum(1)))
+
+
+def _check_typicality(params: Params) -> str | None:
+    """What makes fitted typicality parameters unusable; None when they are sound."""
+    try:
+        d, codes = len(STATISTICS), len(params["code_mean"])
+        weights = np.asarray(params["weights"], np.float64)
+        shapes = {"code_whitening": (codes, codes), "mean": (d,), "std": (d,),
+                  "means": (len(weights), d), "precisions_cholesky": (len(weights), d, d)}
+        for name, shape in shapes.items():
+            value = np.asarray(params[name], np.float64)
+            if value.shape != shape or not np.all(np.isfinite(value)):
+                return f"{name} is not a finite array of shape {shape}"
+        if not (np.all(weights > 0) and abs(weights.sum() - 1) < 1e-6):
+            return "the mixture weights are not positive numbers summing to 1"
+        if not np.all(np.diagonal(np.asarray(params["precisions_cholesky"]), axis1=1,
+                                  axis2=2) > 0):
+            return "a precision factor has a diagonal entry that is not positive"
+        if not np.all(np.asarray(params["std"]) > 0):
+            return "a standard deviation is not positive"
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"a parameter is missing or malformed ({exc})"
+    return None
+
+
+SCORES: dict[str, Score] = {score.name: score for score in (
+    Score("typicality", _fit_typicality, _typicality, _check_typicality),
+    _max_z("bce", "kl"),
+    _max_z("bce", "mse"),
+    _column("bce"),
+    _column("mse"),
+    _column("kl"),
+)}
+DEFAULT_SCORE = "typicality"
+MIN_VALIDATION = 2 * MIN_FIT  # a fitting half and a calibrating half
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What scoring needs besides the model: score statistics and validation quantiles."""
+    """What scoring needs besides the model: each score's fitted parameters and the quantiles
+    of its scores on the calibrating half of the validation split."""
 
-    score: str
-    mean: dict[str, float]  # per component, on the validation split
-    std: dict[str, float]
-    quantiles: list[float]  # QUANTILES evenly spaced quantiles of validation scores
-    n_validation: int
+    score: str  # the default
+    scores: dict[str, dict[str, Any]]  # name -> {"params": ..., "quantiles": [QUANTILES]}
+    n_fit: int
+    n_calibration: int
+    version: int = 2  # 1: one score, fitted and calibrated on the whole split (refused)
 
-    def stats(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std}
+    def name(self, name: str | None = None) -> str:
+        """``name``, or the default when None; refused when this calibration lacks it."""
+        name = name or self.score
+        if name not in self.scores:
+            raise ParameterError(f"Invalid parameter score={name!r}: choose one of "
+                                 f"{sorted(self.scores)}.")
+        return name
 
-    def threshold(self, fpr: float) -> float:
-        """The score above which a share ``fpr`` of the validation split lies."""
+    def quantiles(self, name: str | None = None) -> np.ndarray:
+        return np.asarray(self.scores[self.name(name)]["quantiles"])
+
+    def threshold(self, fpr: float, name: str | None = None) -> float:
+        """The score above which a share ``fpr`` of the calibrating images lies."""
         check_fpr(fpr)
-        grid = np.linspace(0, 1, len(self.quantiles))
-        return float(np.interp(1 - fpr, grid, self.quantiles))
+        quantiles = self.quantiles(name)
+        return float(np.interp(1 - fpr, np.linspace(0, 1, len(quantiles)), quantiles))
+
+    def apply(self, columns: Columns, name: str | None = None) -> np.ndarray:
+        name = self.name(name)
+        return SCORES[name].apply(columns, self.scores[name]["params"])
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"thresholds": {str(f): self.threshold(f)
                                               for f in (0.001, 0.005, 0.01, 0.05, 0.1)}}
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Calibration:
-        fields = {k: v for k, v in value.items() if k in cls.__dataclass_fields__}
-        return cls(**fields)
+    def from_json(cls, value: dict[str, Any], path: str | Path = CALIBRATION_FILE
+                  ) -> Calibration:
+        """The calibration ``value`` (read from ``path``); refused, naming the fix, if unusable."""
+        if isinstance(value, dict) and "scores" not in value and "quantiles" in value:
+            raise StateError(f"{path} predates the two-sided anomaly score ({DEFAULT_SCORE}): "
+                             "train the model again to recalibrate it (make run, i.e. python "
+                             "-m flows.autoencoder; an unchanged model is promoted again)")
+        try:
+            calibration = cls(**{k: v for k, v in value.items()
+                                 if k in cls.__dataclass_fields__})
+            problems = [f"{name}: {problem}" for name, entry in calibration.scores.items()
+                        if name in SCORES and len(entry["quantiles"]) >= 2
+                        for problem in [SCORES[name].check(entry["params"])] if problem]
+            calibration.name()
+        except (TypeError, KeyError, AttributeError, ParameterError) as exc:
+            problems = [f"{type(exc).__name__}: {exc}"]
+        if problems:
+            raise StateError(f"{path} is damaged ({problems[0]}): train the model again "
+                             "(make run) to write a new calibration")
+        return calibration
 
 
 def make_error_function(encoder, decoder, chunk: int = CHUNK):
@@ -133,15 +283,43 @@ def make_error_function(encoder, decoder, chunk: int = CHUNK):
 
 
 def calibrate(errors: Callable, x_val: np.ndarray, score: str = DEFAULT_SCORE) -> Calibration:
-    """Fit the score's statistics and distribution on the validation images ``x_val``."""
+    """Fit every score on half the validation images; take its quantiles on the other half.
+
+    No threshold is computed on images a score was fitted on. ``score`` is the default.
+    """
     if score not in SCORES:
-        raise ParameterError(f"unknown score {score!r}; choose one of {sorted(SCORES)}")
-    parts = errors(x_val)[1]
-    mean = {k: float(v.mean()) for k, v in parts.items()}
-    std = {k: float(v.std()) or 1.0 for k, v in parts.items()}
-    values = SCORES[score](parts, {"mean": mean, "std": std})
-    return Calibration(score, mean, std,
-                       np.quantile(values, np.linspace(0, 1, QUANTILES)).tolist(), len(x_val))
+        raise ParameterError(f"Invalid parameter score={score!r}: choose one of "
+                             f"{sorted(SCORES)}.")
+    check_validation_size(len(x_val))
+    codes, parts = errors(x_val)
+    columns = {"codes": codes, **parts}
+    fit, held = validation_halves(len(x_val))
+    entries = {}
+    for name, kind in SCORES.items():
+        params = kind.fit({k: v[fit] for k, v in columns.items()})
+        values = kind.apply({k: v[held] for k, v in columns.items()}, params)
+        entries[name] = {"params": params, "quantiles": np.quantile(
+            values, np.linspace(0, 1, QUANTILES)).tolist()}
+    return Calibration(score, entries, len(fit), len(held))
+
+
+def validation_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting rows, calibrating rows) of a validation split of ``n`` images.
+
+    Thresholds and the drift gate's reference come from the calibrating rows only,
+    so nothing is measured on the images a score's density was fitted on.
+    """
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return order[:n // 2], order[n // 2:]
+
+
+def check_validation_size(n: int) -> None:
+    """Refuse a validation split too small to fit the density and calibrate its thresholds."""
+    if n < MIN_VALIDATION:
+        raise ParameterError(
+            f"the validation split holds {n} images; the anomaly score needs at least "
+            f"{MIN_VALIDATION}: half of them fit its density (a Gaussian of "
+            f"{len(STATISTICS)} statistics needs {MIN_FIT}), the other half set its thresholds")
 
 
 class Scorer:
@@ -161,22 +339,25 @@ class Scorer:
 
         return apply_in_chunks(self.decoder, self.encode(x))
 
-    def columns(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Per image: ``codes``, ``bce``, ``mse``, ``kl`` and ``score``."""
+    def columns(self, x: np.ndarray, name: str | None = None) -> dict[str, np.ndarray]:
+        """Per image: ``codes``, ``bce``, ``mse``, ``kl`` and ``score`` (``name``'s, or the
+        calibration's default)."""
         if self.calibration is None:
             raise StateError("this model has no calibration.json: train it again "
                              "(make run) to calibrate its anomaly score")
         codes, parts = self.errors(_pixels(x))
-        return {"codes": codes, **parts,
-                "score": SCORES[self.calibration.score](parts, self.calibration.stats())}
+        columns = {"codes": codes, **parts}
+        return columns | {"score": self.calibration.apply(columns, name)}
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """The calibrated anomaly score of each image (higher: less like the training data)."""
-        return self.columns(x)["score"]
+    def score(self, x: np.ndarray, name: str | None = None) -> np.ndarray:
+        """The calibrated anomaly score of each image (higher: less like the training data);
+        ``name``: one of ``SCORES`` (default: the calibration's, ``typicality``)."""
+        return self.columns(x, name)["score"]
 
-    def flag(self, x: np.ndarray, fpr: float = DEFAULT_FPR) -> np.ndarray:
+    def flag(self, x: np.ndarray, fpr: float = DEFAULT_FPR,
+             name: str | None = None) -> np.ndarray:
         """True for images scored above the threshold that flags ``fpr`` of validation images."""
-        return self.score(x) > self.calibration.threshold(fpr)
+        return self.score(x, name) > self.calibration.threshold(fpr, name)
 
 
 def _pixels(x: np.ndarray) -> np.ndarray:
@@ -191,6 +372,13 @@ def load_scorer(model_dir: str | Path) -> Scorer:
 
     model_dir = Path(model_dir)
     path = model_dir / CALIBRATION_FILE
-    calibration = Calibration.from_json(json.loads(path.read_text())) if path.is_file() else None
+    calibration = None
+    if path.is_file():
+        try:
+            value = json.loads(path.read_text())
+        except ValueError as exc:
+            raise StateError(f"{path} is damaged (not JSON: {exc}): train the model again "
+                             "(make run) to write a new calibration") from None
+        calibration = Calibration.from_json(value, path)
     return Scorer(load_model(model_dir, "encoder.keras"), load_model(model_dir, "decoder.keras"),
                   calibration)

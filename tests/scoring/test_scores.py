@@ -1,20 +1,28 @@
 """Anomaly scores and their calibration, on a small model trained here on synthetic digits."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
 
 from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.errors import ParameterError, StateError  # noqa: E402
 from mnist_autoencoder.evaluation.metrics import per_sample_bce, per_sample_mse  # noqa: E402
 from mnist_autoencoder.models.training import train_model  # noqa: E402
 from mnist_autoencoder.scoring.scores import (  # noqa: E402
     DEFAULT_SCORE,
+    MIN_VALIDATION,
     SCORES,
     Calibration,
     Scorer,
     calibrate,
+    check_validation_size,
+    load_scorer,
     make_error_function,
+    validation_halves,
 )
 from tests.helpers import make_digits  # noqa: E402
 
@@ -43,7 +51,8 @@ def test_calibrated_threshold_flags_the_chosen_share_of_unseen_normal_images(mod
     fitted, _, val, test = model
     errors = make_error_function(fitted.encoder, fitted.decoder)
     calibration = calibrate(errors, val)
-    assert calibration.score == DEFAULT_SCORE and calibration.n_validation == 1000
+    assert calibration.score == DEFAULT_SCORE == "typicality"
+    assert (calibration.n_fit, calibration.n_calibration) == (500, 500)
     scorer = Scorer(fitted.encoder, fitted.decoder, calibration)
     for fpr in (0.01, 0.05, 0.1):
         flagged = scorer.flag(test, fpr).mean()
@@ -67,10 +76,69 @@ def test_images_unlike_the_training_data_score_higher(model):
     np.testing.assert_allclose(scorer.score(as_uint8), scorer.score(test), atol=1e-4)
 
 
-def test_every_named_score_calibrates(model):
-    fitted, _, val, _ = model
+def test_every_named_score_is_fitted_on_one_half_and_thresholded_on_the_other(model):
+    fitted, _, val, test = model
     errors = make_error_function(fitted.encoder, fitted.decoder)
+    calibration = calibrate(errors, val)
+    scorer = Scorer(fitted.encoder, fitted.decoder, calibration)
+    fit, held = validation_halves(len(val))
+    assert not set(fit) & set(held) and len(fit) + len(held) == len(val)
     for name in SCORES:
-        assert np.isfinite(calibrate(errors, val, name).threshold(0.01))
-    with pytest.raises(ValueError, match="unknown score"):
+        # the quantiles are those of the calibrating half's scores, never the fitting half's
+        held_scores = scorer.score(val[held], name)
+        np.testing.assert_allclose(calibration.quantiles(name)[[0, 1000, 2000]],
+                                   np.quantile(held_scores, [0, 0.5, 1]), rtol=1e-5, atol=1e-6)
+        assert np.isfinite(calibration.threshold(0.01, name))
+        assert scorer.flag(test, 0.05, name).mean() < 0.15, name
+    with pytest.raises(ParameterError, match="score='psnr'"):
         calibrate(errors, val, "psnr")
+    with pytest.raises(ParameterError, match="score='psnr'"):
+        scorer.score(test, "psnr")
+
+
+def test_typicality_is_two_sided_where_a_one_sided_score_is_not():
+    """Images reconstructed atypically *well* are as foreign as those reconstructed badly."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    bce = np.exp(rng.normal(np.log(0.1), 0.1, n))
+    columns = {"codes": rng.normal(size=(n, 8)), "bce": bce,
+               "mse": np.exp(rng.normal(np.log(0.01), 0.1, n)), "kl": bce * 0.3}
+    typical = SCORES["typicality"]
+    params = typical.fit(columns)
+    assert typical.check(params) is None
+    normal = typical.apply(columns, params)
+    for factor in (0.3, 3.0):  # BCE and MSE three times smaller, or larger
+        odd = columns | {"bce": columns["bce"] * factor, "mse": columns["mse"] * factor,
+                         "kl": columns["kl"] * factor}
+        assert np.quantile(typical.apply(odd, params), 0.05) > np.quantile(normal, 0.99)
+    low = columns | {"bce": columns["bce"] * 0.3, "kl": columns["kl"] * 0.3}
+    assert np.median(low["bce"]) < np.quantile(columns["bce"], 0.01)  # bce calls them normal
+
+
+def test_a_validation_split_too_small_for_the_density_is_refused():
+    check_validation_size(MIN_VALIDATION)
+    with pytest.raises(ParameterError, match=f"needs at least {MIN_VALIDATION}"):
+        check_validation_size(MIN_VALIDATION - 1)
+
+
+def test_a_damaged_or_old_calibration_file_is_refused_in_one_line(model, tmp_path):
+    fitted, _, val, _ = model
+    calibration = calibrate(make_error_function(fitted.encoder, fitted.decoder), val)
+    good = calibration.to_json()
+    broken = json.loads(json.dumps(good))
+    broken["scores"]["typicality"]["params"]["weights"][0] = -1.0
+    old = {"score": "max_z(bce,kl)", "mean": {}, "std": {}, "quantiles": [0, 1],
+           "n_validation": 10}
+    for value, words in ((broken, "is damaged (typicality: the mixture weights"),
+                         (old, "predates the two-sided anomaly score")):
+        with pytest.raises(StateError, match=re.escape(words)) as refused:
+            Calibration.from_json(value, tmp_path / "calibration.json")
+        assert str(tmp_path / "calibration.json") in str(refused.value)
+        assert "make run" in str(refused.value) and "\n" not in str(refused.value)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    fitted.encoder.save(model_dir / "encoder.keras")
+    fitted.decoder.save(model_dir / "decoder.keras")
+    (model_dir / "calibration.json").write_text("{not json")
+    with pytest.raises(StateError, match="calibration.json is damaged"):
+        load_scorer(model_dir)
