@@ -69,6 +69,7 @@ SIZES = (50, 100, 300, 1000)
 AT = 1000  # the batch size of the main table
 SEED = 0
 SLICE = 1000  # the contiguous slices of the test split
+ALARM_BATCHES = 200  # new-writer batches per half of the test split, to tune the event
 HELD_OUT = 10_000  # training images kept from the model: a null drawn like the reference
 HELD_OUT_CASE = "held-out (same writers)"
 CLEAN = "test split (new writers)"
@@ -123,11 +124,12 @@ def rates(reference: Sample, make: Callable[..., Sample], n: int, batches: int,
     """The share of ``batches`` batches of ``n`` on which the gate and each test trip; the
     median share of a batch the anomaly score flags; how often the default policy holds."""
     rng = np.random.default_rng(seed)
-    tripped = {name: 0 for name in ("gate", *TESTS, "held")}
+    tripped = {name: 0 for name in ("gate", *TESTS, "event", "held")}
     flagged = []
     for k in range(batches):
         report = detect(reference, make(rng, n, k), min_batch=1, threshold=threshold)
         tripped["gate"] += report.drift
+        tripped["event"] += report.material
         for test in report.tests:
             tripped[test.name] += test.drift
         gate = {"tripped": report.drift, "line": "", "drift": {"flagged": report.flagged}}
@@ -154,6 +156,44 @@ def slices(reference: Sample, clean: Sample, held_out: Sample) -> dict[str, dict
     return found
 
 
+def batch_effects(reference: Sample, pool: Sample, batches: int, seed: int
+                  ) -> list[dict[str, tuple[float, bool]]]:
+    """Per batch of ``AT`` images drawn from ``pool``: each test's (effect, whether it trips)."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(batches):
+        report = detect(reference, pool.take(rng.choice(len(pool), AT, replace=False)))
+        found.append({t.name: (t.effect or 0.0, t.drift) for t in report.tests})
+    return found
+
+
+def material_rate(effects: list[dict[str, tuple[float, bool]]],
+                  thresholds: dict[str, float]) -> float:
+    """The share of batches on which some test trips with an effect at its threshold or more."""
+    return float(np.mean([any(e[t][1] and e[t][0] >= thresholds[t] for t in TESTS)
+                          for e in effects]))
+
+
+def alarm(reference: Sample, clean: Sample, batches: int) -> dict[str, Any]:
+    """Tune the event's effect sizes on one half of the test split's writers, evaluate them on
+    the other half (their writers are disjoint: SD-3 then SD-1), both ways."""
+    half = len(clean) // 2
+    pools = {"images 0-4,999": clean.take(np.arange(half)),
+             "images 5,000-9,999": clean.take(np.arange(half, len(clean)))}
+    effects = {name: batch_effects(reference, pool, batches, seed=SEED + 7 + i)
+               for i, (name, pool) in enumerate(pools.items())}
+    halves = {}
+    for name, other in zip(pools, reversed(list(pools))):
+        thresholds = {t: float(np.quantile([e[t][0] for e in effects[name]], 0.99))
+                      for t in TESTS}
+        halves[name] = {"thresholds": thresholds,
+                        "tuned": material_rate(effects[name], thresholds),
+                        "held_out": material_rate(effects[other], thresholds)}
+    in_use = {kind.name: kind.material for kind in DRIFT_TESTS}
+    return {"batches": batches, "halves": halves, "in_use": in_use,
+            "in_use_held_out": material_rate(effects[list(pools)[1]], in_use)}
+
+
 def percent(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -163,11 +203,24 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"## Trip rates at {n:,} images ({batches} batches per case; the gate's alpha "
              f"{result['alpha']:.0%})", "",
              "| case | gate | " + " | ".join(kind.title for kind in DRIFT_TESTS)
-             + " | flagged (median) | "
-             f"held ({DEFAULT_POLICY}) |", "|---" * (len(DRIFT_TESTS) + 4) + "|"]
-    lines += [f"| {case} | {' | '.join(percent(row[t]) for t in ('gate', *TESTS))} | "
+             + " | event (material) | flagged (median) | "
+             f"held ({DEFAULT_POLICY}) |", "|---" * (len(DRIFT_TESTS) + 5) + "|"]
+    lines += [f"| {case} | {' | '.join(percent(row[t]) for t in ('gate', *TESTS, 'event'))} | "
               f"{100 * row['flagged']:.1f}% | {percent(row['held'])} |"
               for case, row in result["at_size"].items()]
+    tuning = result["alarm"]
+    lines += ["", f"## The event's effect sizes, tuned on one half of the test split's writers "
+              f"and evaluated on the other ({tuning['batches']} batches of {AT:,} per half)", "",
+              "| tuned on | " + " | ".join(kind.effect_label for kind in DRIFT_TESTS)
+              + " | event on the tuning half | event on the other half |",
+              "|---" * (len(DRIFT_TESTS) + 3) + "|"]
+    lines += [f"| {half} | " + " | ".join(f"{row['thresholds'][t]:.4f}" for t in TESTS)
+              + f" | {percent(row['tuned'])} | {percent(row['held_out'])} |"
+              for half, row in tuning["halves"].items()]
+    lines += ["", "In use (`scoring.drift.MATERIAL`): " + ", ".join(
+        f"{kind.effect_label} {tuning['in_use'][kind.name]:.4f}" for kind in DRIFT_TESTS)
+        + f"; new-writer batches of the half not tuned on that emit the event: "
+        f"{percent(tuning['in_use_held_out'])}."]
     sizes = result["sizes"]
     lines += ["", f"## The gate's trip rate by batch size ({batches} batches each; "
               f"{result['min_batch']} is the minimum the flow accepts)", "",
@@ -236,6 +289,7 @@ def main() -> None:
         "sizes": list(SIZES), "at_size": {case: row[str(AT)] for case, row in by_size.items()},
         "by_size": by_size,
         "slices": slices(reference, samples[CLEAN], samples[HELD_OUT_CASE]),
+        "alarm": alarm(reference, samples[CLEAN], max(args.batches, ALARM_BATCHES)),
         "n_reference": len(reference), "reference_median": float(np.median(reference.scores)),
         "code_dimensions": len(live_dimensions(reference, samples[CLEAN])),
         "training": trained.summary(args.epochs) | {"epochs": args.epochs},

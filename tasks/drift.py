@@ -100,14 +100,15 @@ def _check(io: StageIO, scorer, info: dict[str, Any], batch: Sample, dataset: st
     written = io.write({"drift.json": result, "drift.md": markdown}, drift=result)
     create_markdown_artifact(key="mnist-drift", markdown=markdown,
                              description=f"Drift check: {report.line()}")
-    if report.drift:
+    if report.material:  # a drift large enough to act on, not every statistical trip
         emit_event(event=EVENT,
                    resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{dataset}."
                                                     f"{fingerprint[:12]}",
                              "prefect.resource.name": f"{dataset} batch {fingerprint[:12]}",
                              "dataset": dataset},
-                   payload={k: result[k] for k in ("drift", "alpha", "n_reference", "n_batch",
-                                                   "tests", "reasons", "flagged", "line")}
+                   payload={k: result[k] for k in ("drift", "material", "alpha", "n_reference",
+                                                   "n_batch", "tests", "reasons", "flagged",
+                                                   "line")}
                    | context | {"report": str(Path(written["dir"]) / "drift.md")})
         io.log(f"{report.line()}; event {EVENT} emitted")
     else:

@@ -70,6 +70,25 @@ def test_a_shift_trips_the_test_that_sees_it(reference, change, test):
         assert "missing from the batch: 3" in " ".join(report.reasons)
 
 
+def test_a_drift_is_material_only_when_its_effect_reaches_the_alarm_threshold(reference):
+    small = detect(reference, sample(5000, np.random.default_rng(7), shift=0.08))
+    large = detect(reference, sample(1000, np.random.default_rng(7), shift=1.0))
+    missing = detect(reference, sample(1000, np.random.default_rng(7), without=3))
+    for report in (small, large, missing):
+        assert report.drift
+        for test in report.tests:
+            kind = drift.BY_NAME[test.name]
+            assert test.material == (test.drift and test.effect >= kind.material), test.name
+        assert report.material == any(t.material for t in report.tests)
+    # KS D of the scores: a 0.08 shift moves about 3% of the mass, a shift of 1 about 38%
+    assert small.test("score").effect < 0.05 < 0.3 < large.test("score").effect
+    assert large.material and "; material: score D+" in large.line()
+    # the labels' total-variation distance: one digit of ten missing moves about a tenth
+    assert 0.08 < missing.test("labels").effect < 0.2  # 0.1, plus sampling noise
+    if not small.material:
+        assert small.line().endswith("; below every alarm effect size)")
+
+
 def test_no_labels_skips_the_label_test_and_says_so(reference):
     report = detect(reference, sample(500, np.random.default_rng(4), labels=False))
     labels = report.test("labels")
