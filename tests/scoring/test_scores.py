@@ -142,3 +142,13 @@ def test_a_damaged_or_old_calibration_file_is_refused_in_one_line(model, tmp_pat
     (model_dir / "calibration.json").write_text("{not json")
     with pytest.raises(StateError, match="calibration.json is damaged"):
         load_scorer(model_dir)
+
+
+def test_the_default_score_compiled_into_the_error_function_matches_numpy(model):
+    fitted, _, val, test = model
+    calibration = calibrate(make_error_function(fitted.encoder, fitted.decoder), val)
+    scorer = Scorer(fitted.encoder, fitted.decoder, calibration)
+    fused = scorer.columns(test)
+    assert set(fused) == {"codes", "bce", "mse", "kl", "score"}
+    in_numpy = calibration.apply({k: fused[k] for k in ("codes", "bce", "mse", "kl")})
+    np.testing.assert_allclose(fused["score"], in_numpy, rtol=1e-4, atol=1e-3)
