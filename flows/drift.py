@@ -23,6 +23,7 @@ from mnist_autoencoder.lifecycle.registry import scoring_model_dir
 from mnist_autoencoder.params import PathsConfig, require, validate_images, validate_paths
 from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
 from mnist_autoencoder.scoring.drift import MIN_BATCH, WHY_MIN_BATCH, reference_problem
+from mnist_autoencoder.scoring.scores import read_calibration
 from tasks.drift import drift
 from tasks.score import inspect_input, resolve_model
 
@@ -34,7 +35,8 @@ def validate_drift(batch: str, dataset: str, paths: PathsConfig) -> None:
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
     validate_paths(paths)
-    scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, "champion")
+    read_calibration(scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset,
+                                       "champion"))  # intact and current, before any work
     problem = reference_problem(resolve_dir(paths.data_dir), dataset)
     require(problem is None, "data_dir", paths.data_dir, str(problem))
     if local:  # headers only: the size and the image shape, nothing decoded

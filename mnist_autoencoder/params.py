@@ -220,7 +220,10 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
     check_fpr(fpr)
     require(score in SCORES, "score", score, f"choose one of {list(SCORES)}")
     validate_paths(paths)
-    scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset, model)
+    from mnist_autoencoder.scoring.scores import read_calibration
+
+    read_calibration(scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset,
+                                       model))  # intact and current, before any work
 
 
 def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> None:

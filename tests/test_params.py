@@ -1,4 +1,5 @@
 import inspect
+import json
 import os
 
 import pytest
@@ -83,3 +84,23 @@ def test_cli_reads_lists_and_booleans():
     assert args["latent_dims"] == (2, 4, 8) and args["variants"] == ("shallow", "vae")
     assert args["probe"] is False
     assert build_parser(mnist_sweep).parse_args([]).seeds == (0,)
+
+
+def test_a_champion_calibrated_before_the_two_sided_score_is_refused_before_any_work(tmp_path):
+    from mnist_autoencoder.errors import StateError
+    from mnist_autoencoder.lifecycle import registry as rg
+    from mnist_autoencoder.params import validate_score
+    from mnist_autoencoder.paths import models_dir
+    from tests.helpers import fake_model
+
+    model = fake_model(tmp_path / "runs" / "old", "old")
+    (model / "calibration.json").write_text(json.dumps(
+        {"score": "max_z(bce,kl)", "mean": {}, "std": {}, "quantiles": [0, 1],
+         "n_validation": 10000}))  # the format before typicality
+    run = rg.RunInfo(run_id="old", training=rg.TrainingRecord(latent_dim=32),
+                     data_sha256="d", splits_sha256="s", code_version="c")
+    rg.promote_model({"model_dir": str(model), "test_bce": 0.09},
+                     models_dir(tmp_path / "artifacts"), "mnist", 0.005, lambda _: 0.09, run)
+    paths = PathsConfig(data_dir=str(tmp_path / "data"), artifacts_dir=str(tmp_path / "artifacts"))
+    with pytest.raises(StateError, match="predates the two-sided anomaly score.*make run"):
+        validate_score(str(model), "mnist", "champion", 0.01, paths)

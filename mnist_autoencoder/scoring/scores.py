@@ -419,19 +419,25 @@ def _pixels(x: np.ndarray) -> np.ndarray:
     return as_unit_pixels(x.reshape(len(x), -1), "images")
 
 
+def read_calibration(model_dir: str | Path) -> Calibration | None:
+    """The calibration saved beside a model (None without one); refused in one line if it
+    is damaged or older than the two-sided score. Loads no model: a flow checks it first."""
+    path = Path(model_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise StateError(f"{path} is damaged (not JSON: {exc}): train the model again "
+                         "(make run) to write a new calibration") from None
+    return Calibration.from_json(value, path)
+
+
 def load_scorer(model_dir: str | Path) -> Scorer:
     """The model saved in ``model_dir`` (a training run's or a champion's folder)."""
     from mnist_autoencoder.models.inference import load_model
 
     model_dir = Path(model_dir)
-    path = model_dir / CALIBRATION_FILE
-    calibration = None
-    if path.is_file():
-        try:
-            value = json.loads(path.read_text())
-        except ValueError as exc:
-            raise StateError(f"{path} is damaged (not JSON: {exc}): train the model again "
-                             "(make run) to write a new calibration") from None
-        calibration = Calibration.from_json(value, path)
+    calibration = read_calibration(model_dir)
     return Scorer(load_model(model_dir, "encoder.keras"), load_model(model_dir, "decoder.keras"),
                   calibration)
