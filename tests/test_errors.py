@@ -53,7 +53,7 @@ def test_fpr_has_one_range_and_out_of_it_is_a_parameter_error(tmp_path):
     from mnist_autoencoder.params import PathsConfig, validate_score
     from mnist_autoencoder.scoring.scores import FPR_RANGE, Calibration
 
-    calibration = Calibration("bce", {}, {}, [0.0, 1.0, 2.0], 3)
+    calibration = Calibration("bce", {"bce": {"params": {}, "quantiles": [0.0, 1.0, 2.0]}}, 3, 3)
     images = tmp_path / "x.npy"
     np.save(images, np.zeros((2, 28, 28), np.float32))
     high = FPR_RANGE[1]
