@@ -9,7 +9,7 @@
 3. Each measurement in a fresh process (so its peak RSS is its own), with the
    model loaded and warmed up before the clock starts, ``--repeats`` times:
    a. ours, end to end: ``open_input`` -> ``score_chunks`` -> ``scores.parquet``
-      (zstd), exactly as ``tasks/score.py`` writes it;
+      (zstd), exactly as ``tasks/score.py`` writes it (one table behind, on a second thread);
    b. Keras ``model.predict`` of the autoencoder, reconstructions only, reading
       the ``.npy`` through mmap chunk by chunk;
    c. the XLA error function alone, on chunks already in memory.
@@ -172,11 +172,10 @@ def elapsed(start: tuple[float, float]) -> dict[str, float]:
 def measure_ours(model_dir: Path, input_dir: Path, scores: Path,
                  name: str | None = None) -> dict[str, Any]:
     """End to end as ``tasks/score.py``: read, score, summarise, write Parquet (zstd)."""
-    import pyarrow.parquet as pq
-
     from mnist_autoencoder.data.inputs import open_input
     from mnist_autoencoder.scoring.batch import new_summary, score_chunks
     from mnist_autoencoder.scoring.scores import load_scorer
+    from mnist_autoencoder.storage import write_parquet_stream
 
     scorer = load_scorer(model_dir)
     chunks = open_input(input_dir).iter_chunks()
@@ -185,11 +184,10 @@ def measure_ours(model_dir: Path, input_dir: Path, scores: Path,
     chunks.close()
     started = clock()
     summary = new_summary(scorer, FPR, name)
-    writer = None
-    for table in score_chunks(scorer, open_input(input_dir).iter_chunks(), summary, name):
-        writer = writer or pq.ParquetWriter(scores, table.schema, compression="zstd")
-        writer.write_table(table)
-    writer.close()
+    # as tasks/score.py writes: one table behind, on a second thread, dictionaries for the
+    # source and label columns only
+    write_parquet_stream(scores, score_chunks(scorer, open_input(input_dir).iter_chunks(),
+                                              summary, name), dictionary=("source", "label"))
     return elapsed(started) | {"images": summary.count, "flagged": summary.flagged,
                                "scores_mib": scores.stat().st_size / 2**20}
 
