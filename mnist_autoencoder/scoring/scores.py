@@ -147,22 +147,35 @@ def _fit_typicality(columns: Columns) -> Params:
                      "precisions_cholesky": mixture.precisions_cholesky_.tolist()}
 
 
-def _typicality(columns: Columns, params: Params) -> np.ndarray:
-    """The negative log density of the standardised statistics under the fitted mixture.
+def _mixture(params: Params) -> dict[str, np.ndarray]:
+    """The fitted parameters as float32 arrays, the mixture's per-component products folded.
 
     Component k's whitened residual is ``(z - m_k) @ P_k``; all components come from one
-    product, ``z @ [P_1 .. P_K] - [m_1 P_1 .. m_K P_K]`` (5% of scoring's time, not 30%).
+    product, ``z @ factors - offsets`` with ``factors = [P_1 .. P_K]`` and ``offsets =
+    [m_1 P_1 .. m_K P_K]`` (5% of scoring's time, not 30%); ``constants`` hold each
+    component's log weight + log det P_k - d/2 log 2 pi.
     """
-    z = ((statistics(columns, params) - np.asarray(params["mean"], np.float32))
-         / np.asarray(params["std"], np.float32))
     means = np.asarray(params["means"], np.float32)
     cholesky = np.asarray(params["precisions_cholesky"], np.float32)
     k, d = means.shape
-    y = (z @ cholesky.transpose(1, 0, 2).reshape(d, k * d)
-         - np.einsum("kd,kde->ke", means, cholesky).reshape(k * d))
-    log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
-    log_prob = (np.log(np.asarray(params["weights"])) + log_det - 0.5 * d * np.log(2 * np.pi)
-                - 0.5 * np.square(y).reshape(len(z), k, d).sum(2))
+    constants = (np.log(np.asarray(params["weights"])) - 0.5 * d * np.log(2 * np.pi)
+                 + np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1))
+    return {"code_mean": np.asarray(params["code_mean"], np.float32),
+            "code_whitening": np.asarray(params["code_whitening"], np.float32),
+            "mean": np.asarray(params["mean"], np.float32),
+            "std": np.asarray(params["std"], np.float32),
+            "factors": cholesky.transpose(1, 0, 2).reshape(d, k * d),
+            "offsets": np.einsum("kd,kde->ke", means, cholesky).reshape(k * d),
+            "constants": constants.astype(np.float32)}
+
+
+def _typicality(columns: Columns, params: Params) -> np.ndarray:
+    """The negative log density of the standardised statistics under the fitted mixture."""
+    mixture = _mixture(params)
+    z = (statistics(columns, mixture) - mixture["mean"]) / mixture["std"]
+    y = z @ mixture["factors"] - mixture["offsets"]
+    constants = mixture["constants"]
+    log_prob = constants - 0.5 * np.square(y).reshape(len(z), len(constants), -1).sum(2)
     top = log_prob.max(1)
     return -(top + np.log(np.exp(log_prob - top[:, None]).sum(1)))
 
@@ -172,25 +185,17 @@ def _typicality_graph(params: Params) -> Callable:
     it ran between two XLA calls on one core (15% of scoring's time), here on both."""
     import tensorflow as tf
 
-    means = np.asarray(params["means"], np.float32)
-    cholesky = np.asarray(params["precisions_cholesky"], np.float32)
-    k, d = means.shape
-    code_mean = tf.constant(np.asarray(params["code_mean"], np.float32))
-    whitening = tf.constant(np.asarray(params["code_whitening"], np.float32))
-    mean = tf.constant(np.asarray(params["mean"], np.float32))
-    std = tf.constant(np.asarray(params["std"], np.float32))
-    factors = tf.constant(cholesky.transpose(1, 0, 2).reshape(d, k * d))
-    offsets = tf.constant(np.einsum("kd,kde->ke", means, cholesky).reshape(k * d))
-    constants = tf.constant((np.log(np.asarray(params["weights"])) - 0.5 * d * np.log(2 * np.pi)
-                             + np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
-                             ).astype(np.float32))
+    mixture = {name: tf.constant(value) for name, value in _mixture(params).items()}
+    k = int(mixture["constants"].shape[0])
 
     def score(codes, bce, mse, kl):
-        y = tf.matmul(codes - code_mean, whitening)
+        y = tf.matmul(codes - mixture["code_mean"], mixture["code_whitening"])
         statistics = tf.math.log(tf.stack([bce, mse, tf.reduce_sum(y * y, axis=1),
                                            tf.maximum(bce - kl, 0.0)], axis=1) + STAT_EPS)
-        u = tf.matmul((statistics - mean) / std, factors) - offsets
-        log_prob = constants - 0.5 * tf.reduce_sum(tf.reshape(u * u, [-1, k, d]), axis=2)
+        z = (statistics - mixture["mean"]) / mixture["std"]
+        u = tf.matmul(z, mixture["factors"]) - mixture["offsets"]
+        log_prob = mixture["constants"] - 0.5 * tf.reduce_sum(
+            tf.reshape(u * u, [-1, k, len(STATISTICS)]), axis=2)
         return -tf.reduce_logsumexp(log_prob, axis=1)
     return score
 
@@ -277,10 +282,9 @@ class Calibration:
         try:
             calibration = cls(**{k: v for k, v in value.items()
                                  if k in cls.__dataclass_fields__})
+            calibration.name()  # the default is among the scores
             problems = [f"{name}: {problem}" for name, entry in calibration.scores.items()
-                        if name in SCORES and len(entry["quantiles"]) >= 2
-                        for problem in [SCORES[name].check(entry["params"])] if problem]
-            calibration.name()
+                        if (problem := _entry_problem(name, entry))]
         except (TypeError, KeyError, AttributeError, ParameterError) as exc:
             problems = [f"{type(exc).__name__}: {exc}"]
         if problems:
@@ -325,6 +329,13 @@ def make_error_function(encoder, decoder, chunk: int = CHUNK, score: Callable | 
         return codes, dict(zip(("bce", "mse", "kl", "score"), values))
 
     return apply
+
+
+def _entry_problem(name: str, entry: dict[str, Any]) -> str | None:
+    """What makes one score's stored calibration unusable (a score unknown here is ignored)."""
+    if len(entry["quantiles"]) < 2:
+        return "fewer than 2 quantiles"
+    return SCORES[name].check(entry["params"]) if name in SCORES else None
 
 
 def calibrate(errors: Callable, x_val: np.ndarray, score: str = DEFAULT_SCORE) -> Calibration:
