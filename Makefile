@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run score ingest drift simulate sweep test test-fast lint bench bench-retrain bench-drift venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score ingest drift simulate sweep gc test test-fast lint bench bench-retrain bench-drift bench-growth bench-ingest bench-streaming venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ simulate: venv     ## cut MNIST into a base and batches (data/simulate), ingest 
 
 sweep: venv        ## compare variants x code sizes (ARGS="--latent-dims 8,32 ...", DASK=)
 	$(USE_SERVER); MNIST_AE_DASK_ADDRESS=$(DASK) $(PY) -m flows.sweep $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+DRY_RUN ?=  # make gc DRY_RUN=1: list what would be removed, remove nothing
+gc: venv           ## remove old derived files nothing in use needs (DRY_RUN=1 only lists them)
+	$(PY) -m ops.gc $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 # ---- Deployments on a local Prefect server and worker (see README) ----------
 PORT       ?= 4200
@@ -96,6 +100,15 @@ bench-retrain: venv ## a warm retrain on a grown snapshot against a run from scr
 
 bench-drift: venv  ## the drift gate's false alarms and power on real MNIST (docs/drift.md)
 	$(PY) -m benchmarks.drift $(ARGS)
+
+bench-growth: venv ## retrain, from-scratch, disk and ingest at 65k-3M images (docs/growth.md)
+	$(PY) -m benchmarks.growth $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+bench-ingest: venv ## ingest 1,000,000 images as Parquet and as IDX: time and memory
+	$(PY) -m benchmarks.ingest $(ARGS)
+
+bench-streaming: venv ## the training loop before and after shards, side by side
+	$(PY) -m benchmarks.streaming $(ARGS)
 
 lint: venv         ## ruff
 	$(VENV)/bin/ruff check mnist_autoencoder flows tasks tests benchmarks ops

@@ -89,18 +89,14 @@ def write_report(out: Path, stem: str, result: dict[str, Any], text: str,
     say(f"Wrote {out / f'{stem}.md'} and {out / f'{stem}.json'} ({result['seconds']:.0f} s)")
 
 
-def load_splits(directory: Path) -> dict | None:
-    """The train/val/test splits of the IDX files in ``directory``; None if any file is missing."""
-    from mnist_autoencoder.data.catalog import IDX_NAMES
-    from mnist_autoencoder.data.idx import load_images_and_labels
-    from mnist_autoencoder.data.preprocessing import build_splits
+def dataset_splits(directory: Path) -> dict | None:
+    """The train/val/test splits of the IDX files in ``directory``, as preprocess builds them
+    (``benchmarks.common``); None if any file is missing."""
+    from benchmarks.common import build_splits, idx_files
 
-    paths = {role: directory / name for role, name in IDX_NAMES.items()}
-    if not all(path.is_file() for path in paths.values()):
+    if idx_files(directory) is None:
         return None
-    train = load_images_and_labels(paths["train_images"], paths["train_labels"])
-    test = load_images_and_labels(paths["test_images"], paths["test_labels"])
-    return build_splits(*train, *test, val_size=10_000, seed=SEED)
+    return build_splits(directory, val_size=10_000, seed=SEED)
 
 
 def training_log(name: str) -> Callable[[str], None]:
@@ -216,7 +212,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    data = {"mnist": load_splits(args.mnist), "fashion": load_splits(args.fashion)}
+    data = {"mnist": dataset_splits(args.mnist), "fashion": dataset_splits(args.fashion)}
     if data["mnist"] is None:
         raise SystemExit(f"no MNIST IDX files in {args.mnist}")
     skipped = ""

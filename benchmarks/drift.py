@@ -48,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from benchmarks.anomaly import (  # noqa: E402
     TRAINING,
     data_arguments,
-    load_splits,
+    dataset_splits,
     say,
     training_log,
     write_report,
@@ -249,7 +249,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    mnist, fashion = load_splits(args.mnist), load_splits(args.fashion)
+    mnist, fashion = dataset_splits(args.mnist), dataset_splits(args.fashion)
     if mnist is None:
         raise SystemExit(f"no MNIST IDX files in {args.mnist}")
     skipped = "" if fashion is not None else (

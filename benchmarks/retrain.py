@@ -11,7 +11,7 @@ set) and a batch of the next 5,000; the pipeline trains the base's champion
 
 - **retrain**: ``python -m flows.autoencoder --dataset mnist_sim`` as ``make run``
   would start it after the ingest: the history of the base run in place (its
-  caches, champion and outputs restored before every repeat), so the run finds
+  caches, champion, outputs and shards restored before every repeat), so the run finds
   its parent, gates the batch for drift and warm-starts training, the probes
   and t-SNE;
 - **from scratch**: the same command on the same snapshot with nothing
@@ -47,6 +47,7 @@ DATASET = "mnist_sim"
 WARM_CHOICES = ((1, 1e-3), (3, 1e-3), (5, 1e-3), (10, 1e-3), (1, 3e-4), (3, 3e-4), (5, 3e-4),
                 (10, 3e-4))
 STATE = ("data/processed", "data/snapshots", "artifacts", "cache")  # restored before a retrain
+SHARDS = "data/shards"  # the base shard and the split assignments: restored by pruning
 
 
 def run_metrics(root: Path) -> dict[str, float]:
@@ -80,6 +81,24 @@ def copy_state(source: Path, target: Path) -> None:
         shutil.rmtree(target / part, ignore_errors=True)
         if (source / part).exists():
             shutil.copytree(source / part, target / part, symlinks=True)
+    if not (target / SHARDS).exists():
+        if (source / SHARDS).exists():
+            shutil.copytree(source / SHARDS, target / SHARDS, symlinks=True)
+    else:
+        prune(source / SHARDS, target / SHARDS)
+
+
+def prune(source: Path, target: Path) -> None:
+    """Remove from ``target`` what ``source`` lacks (what a retrain wrote: its batch's split
+    assignment, its stamps). Shards and assignments never change once written, so the
+    files both hold are the same; keeping ``target``'s keeps their stat, which the
+    verification stamps record, so a repeat does not hash the base shard again."""
+    for path in sorted(target.rglob("*"), reverse=True):
+        if not (source / path.relative_to(target)).exists():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def warm_choices(root: Path) -> list[dict]:
@@ -96,7 +115,8 @@ def warm_choices(root: Path) -> list[dict]:
     parent = find_parent(root / "artifacts", snapshot, 32)
     folder = max((root / "data" / "processed" / DATASET).glob("*/metadata.json"),
                  key=lambda p: json.loads(p.read_text())["counts"]["train"]).parent
-    data = load_splits(folder, "npz", ("train", "val", "test", "recent"))
+    # whole splits (no sample limits), as before the view: the same rows every choice
+    data = load_splits(folder, ("train", "val", "test", "recent"), limits={})
     rows = []
     for epochs, rate in [(50, 1e-3), *WARM_CHOICES]:
         init = None if epochs == 50 else Path(parent["model"]["dir"])

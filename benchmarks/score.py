@@ -69,20 +69,21 @@ def load_mnist(source: Path) -> tuple[np.ndarray, ...]:
             *load_images_and_labels(test_images, test_labels))
 
 
-def prepare_model(mnist: tuple[np.ndarray, ...], model_dir: Path) -> dict[str, Any]:
-    """Train and calibrate the seed model into ``model_dir``, or reuse the one there."""
+def prepare_model(source: Path, model_dir: Path) -> dict[str, Any]:
+    """Train and calibrate the seed model on the raw MNIST files in ``source`` (split as
+    preprocess splits them) into ``model_dir``, or reuse the one there."""
     from mnist_autoencoder.paths import CALIBRATION_FILE, MODEL_FILES
 
     info_path = model_dir / "training.json"
     if all((model_dir / name).is_file() for name in (*MODEL_FILES, CALIBRATION_FILE)) \
             and info_path.is_file():
         return json.loads(info_path.read_text()) | {"reused": True}
-    from mnist_autoencoder.data.preprocessing import build_splits
+    from benchmarks.common import build_splits
     from mnist_autoencoder.models.training import train_model
     from mnist_autoencoder.scoring.scores import calibrate, make_error_function
     from mnist_autoencoder.storage import write_outputs
 
-    splits = build_splits(*mnist, val_size=10_000, seed=0)
+    splits = build_splits(source, val_size=10_000, seed=0)
     started = time.perf_counter()
     fitted = train_model("shallow", splits["train"].x, splits["val"].x, log=print,
                          **TRAINING)
@@ -514,9 +515,9 @@ def main(argv: list[str] | None = None) -> None:
     mnist = load_mnist(source)
     print("building the input (written once, reused) ...", flush=True)
     results["input"] = prepare_input(mnist, args.images, input_dir, npy)
-    print("training and calibrating the seed model (reused when present) ...", flush=True)
-    results["model"] = prepare_model(mnist, model_dir)
     del mnist
+    print("training and calibrating the seed model (reused when present) ...", flush=True)
+    results["model"] = prepare_model(source, model_dir)
     results |= measure_all(model_dir, input_dir, npy, args.images, args.repeats)
     if args.flow:
         try:

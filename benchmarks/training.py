@@ -3,8 +3,9 @@
     python -m benchmarks.training --path keras|fast --epochs 50 --raw ../shared/data/mnist
         [--analyses]
 
-Each run does the whole job of a plain script: parse the IDX files, normalise and
-split, train, score the test set. Both paths use the same splits, model,
+Each run does the whole job of a plain script: parse the IDX files, split them
+(with preprocess's own code, ``benchmarks.common``, into a temporary folder) and
+normalise, train, score the test set. Both paths use the same splits, model,
 optimizer, loss, batch size and per-epoch shuffling, and score the test set with
 the same function. With ``--analyses`` the script then does the rest of what the
 pipeline's default run does by calling the stages' own functions directly (no
@@ -42,18 +43,12 @@ def main() -> None:
     import keras
     import tensorflow  # noqa: F401  (timed here on purpose)
 
-    from mnist_autoencoder.data.catalog import get_dataset
-    from mnist_autoencoder.data.idx import load_images_and_labels
-    from mnist_autoencoder.data.preprocessing import build_splits
+    from benchmarks.common import build_splits
     from mnist_autoencoder.evaluation.metrics import per_sample_bce
     from mnist_autoencoder.models.model import build_autoencoder, fit_autoencoder
 
     imported = time.perf_counter()
-    names = {role: Path(args.raw) / name
-             for role, name in get_dataset("mnist").file_names().items()}
-    splits = build_splits(*load_images_and_labels(names["train_images"], names["train_labels"]),
-                          *load_images_and_labels(names["test_images"], names["test_labels"]),
-                          val_size=10_000, seed=0)
+    splits = build_splits(args.raw, val_size=10_000, seed=0)
     x_train, x_val, x_test = splits["train"].x, splits["val"].x, splits["test"].x
     autoencoder, encoder, decoder = build_autoencoder(x_train.shape[1], 32, 1e-3, seed=0)
     train_started = time.perf_counter()

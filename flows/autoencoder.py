@@ -24,6 +24,7 @@ from prefect import flow
 
 from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
+from mnist_autoencoder.lifecycle.gc import lease
 from mnist_autoencoder.lifecycle.registry import decision_event
 from mnist_autoencoder.params import (
     DataConfig,
@@ -66,53 +67,57 @@ def mnist_autoencoder(
     data = data.model_copy(update={"snapshot": snapshot_of(data.snapshot)})
     validate_pipeline(data, training, paths, pipeline)
     paths = paths.resolved()
-    stages: list[StageRun] = []
-    raw, snapshot, splits = run_data_stages(data, paths, stages)
-    common = {"splits": splits, "cache_format": data.cache_format,
-              "artifacts_dir": paths.artifacts_dir}
-    parent = run_stage(resolve_parent, stages, snapshot=snapshot,
-                       latent_dim=pipeline.latent_dim,
-                       artifacts_dir=paths.artifacts_dir)
-    warm = pipeline.warm_start and parent["model"] is not None
-    # Before train: these baselines need no model, and running them while TensorFlow is
-    # not yet loaded keeps the run's peak memory under 2 GiB (measured 2.3 GiB after).
-    # Not beside train: on 2 cores that was slower (69.0 s against 63.6 s) and peaked
-    # at 2.2 GiB, since both stages already use both cores.
-    references = run_stage(baselines, stages, **common, latent_dim=pipeline.latent_dim,
-                           seed=data.seed, warm=parent["baselines"] if warm else None)
-    corrupted = run_stage(corrupt, stages, **common, test_sha256=splits["test_sha256"],
-                          seed=data.seed)
-    gate = run_stage(drift_gate, stages, model=parent["model"], batches=parent["new_batches"],
-                     reference=parent["reference"], reason=parent["reason"],
-                     dataset=data.dataset, data_dir=paths.data_dir,
-                     artifacts_dir=paths.artifacts_dir)
-    trained = run_stage(train, stages, **common, latent_dim=pipeline.latent_dim,
-                        seed=data.seed, training=pipeline.schedule(training, warm),
-                        init=parent["model"] if warm else None)
-    evaluation = run_stage(evaluate, stages, **common, trained=trained)
-    analysis = run_stage(analyze, stages, **common, trained=trained, evaluation=evaluation,
-                         baselines=references, corrupted=corrupted, seed=data.seed,
-                         warm=parent["analysis"] if warm else None)
-    decision = run_stage(promote, stages, **common, trained=trained, evaluation=evaluation,
-                         raw=raw, dataset=data.dataset, tolerance=pipeline.promotion_tolerance,
-                         drift=gate, drift_policy=pipeline.drift_policy)
-    written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
-                        evaluation=evaluation, analysis=analysis, decision=decision,
-                        drift=gate, artifacts_dir=paths.artifacts_dir)
-    report_path = str(Path(written["dir"]) / "report.html")
-    notes = [f"Training: {'warm start from ' + parent['reason'] if warm else 'from scratch'}",
-             gate["line"],
-             f"Decision: {decision_event(decision)} ({decision['reason']})"]
-    outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
-               "baselines": references, "analyze": analysis, "report": written}
-    return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],
-            "decision": decision, "parent": parent["reason"], "drift": gate,
-            "outputs": {stage: value["dir"] for stage, value in outputs.items()},
-            "report": report_path,
-            "analysis": analysis["summary"],
-            "summary": format_summary(stages, evaluation["metrics"] | {
-                f"probe ({k})": v for k, v in analysis["summary"]["probe_accuracy"].items()},
-                report_path, notes)}
+    # gc (make gc) removes nothing this run uses, and waits for it
+    with lease(paths.data_dir, {"flow": "mnist-autoencoder", "artifacts_dir": paths.artifacts_dir,
+                                "dataset": data.dataset, "snapshot": data.snapshot}):
+        stages: list[StageRun] = []
+        raw, snapshot, splits = run_data_stages(data, paths, stages)
+        common = {"splits": splits, "artifacts_dir": paths.artifacts_dir}
+        parent = run_stage(resolve_parent, stages, snapshot=snapshot,
+                           latent_dim=pipeline.latent_dim,
+                           artifacts_dir=paths.artifacts_dir)
+        warm = pipeline.warm_start and parent["model"] is not None
+        # Before train: these baselines need no model, and running them while TensorFlow is
+        # not yet loaded keeps the run's peak memory under 2 GiB (measured 2.3 GiB after).
+        # Not beside train: on 2 cores that was slower (69.0 s against 63.6 s) and peaked
+        # at 2.2 GiB, since both stages already use both cores.
+        references = run_stage(baselines, stages, **common, latent_dim=pipeline.latent_dim,
+                               seed=data.seed, warm=parent["baselines"] if warm else None)
+        corrupted = run_stage(corrupt, stages, **common, test_sha256=splits["test_sha256"],
+                              seed=data.seed)
+        gate = run_stage(drift_gate, stages, model=parent["model"], batches=parent["new_batches"],
+                         reference=parent["reference"], reason=parent["reason"],
+                         dataset=data.dataset, data_dir=paths.data_dir,
+                         artifacts_dir=paths.artifacts_dir)
+        trained = run_stage(train, stages, **common, latent_dim=pipeline.latent_dim,
+                            seed=data.seed, training=pipeline.schedule(training, warm),
+                            init=parent["model"] if warm else None,
+                            new_batches=[b["id"] for b in parent["new_batches"]] if warm else None,
+                            replay=pipeline.warm_replay if warm else 0)
+        evaluation = run_stage(evaluate, stages, **common, trained=trained)
+        analysis = run_stage(analyze, stages, **common, trained=trained, evaluation=evaluation,
+                             baselines=references, corrupted=corrupted, seed=data.seed,
+                             warm=parent["analysis"] if warm else None)
+        decision = run_stage(promote, stages, **common, trained=trained, evaluation=evaluation,
+                             raw=raw, dataset=data.dataset, tolerance=pipeline.promotion_tolerance,
+                             drift=gate, drift_policy=pipeline.drift_policy)
+        written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
+                            evaluation=evaluation, analysis=analysis, decision=decision,
+                            drift=gate, artifacts_dir=paths.artifacts_dir)
+        report_path = str(Path(written["dir"]) / "report.html")
+        notes = [f"Training: {'warm start from ' + parent['reason'] if warm else 'from scratch'}",
+                 gate["line"],
+                 f"Decision: {decision_event(decision)} ({decision['reason']})"]
+        outputs = {"download": raw, "preprocess": splits, "train": trained, "evaluate": evaluation,
+                   "baselines": references, "analyze": analysis, "report": written}
+        return {"stages": [vars(s) for s in stages], "metrics": evaluation["metrics"],
+                "decision": decision, "parent": parent["reason"], "drift": gate,
+                "outputs": {stage: value["dir"] for stage, value in outputs.items()},
+                "report": report_path,
+                "analysis": analysis["summary"],
+                "summary": format_summary(stages, evaluation["metrics"] | {
+                    f"probe ({k})": v for k, v in analysis["summary"]["probe_accuracy"].items()},
+                    report_path, notes)}
 
 
 if __name__ == "__main__":

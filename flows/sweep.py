@@ -78,7 +78,7 @@ def mnist_sweep(
     grid = [(variant, size, seed) for variant in variants for size in latent_dims
             for seed in seeds]
     grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]
-    common = {"splits": splits, "cache_format": data.cache_format, "probe": probe,
+    common = {"splits": splits, "probe": probe,
               "artifacts_dir": paths.artifacts_dir}
     futures = [trial.submit(**common, variant=variant, latent_dim=size, seed=seed,
                             training=None if variant == REFERENCE else training.model_dump())

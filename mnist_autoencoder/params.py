@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from mnist_autoencoder.data.catalog import datasets
 from mnist_autoencoder.data.download import local_source_dir
 from mnist_autoencoder.data.inputs import describe_formats, format_of
-from mnist_autoencoder.data.splits import FORMATS
 from mnist_autoencoder.errors import ParameterError
 from mnist_autoencoder.lifecycle.registry import (
     DEFAULT_POLICY,
@@ -49,7 +48,6 @@ class DataConfig(_Group):
                               "(0 = all); validation and test sets stay whole")
     seed: int = Field(0, description="seeds the train/validation split (in the pipeline also the "
                       "weight initialisation and the batch order)")
-    cache_format: str = Field("npz", description="which cached split file is read: npz or parquet")
     snapshot: str = Field("latest", description="which snapshot of the dataset: latest, or an id "
                           "that `python -m flows.ingest` printed (reproduces that data)")
 
@@ -85,8 +83,6 @@ def validate_source(dataset: str, source: str | None) -> None:
 def validate_data(data: DataConfig) -> None:
     validate_source(data.dataset, data.source)
     catalog = datasets()
-    require(data.cache_format in FORMATS, "cache_format", data.cache_format,
-            f"choose one of {list(FORMATS)}")
     train_size = catalog[data.dataset].train_size
     require(0 < data.val_size < train_size, "val_size", data.val_size,
             f"must leave training data: 1 <= val_size < {train_size} ({data.dataset})")
@@ -116,6 +112,9 @@ def validate_paths(paths: PathsConfig) -> None:
 # learning rate of 1e-3 it was 0.09195 (docs/retraining.md, python -m benchmarks.retrain).
 WARM_EPOCHS = 5
 WARM_LEARNING_RATE = 3e-4
+# Beside its new images, a warm retrain replays this many drawn from the history, so its
+# cost follows the batch, not the snapshot (docs/growth.md measures the size).
+WARM_REPLAY = 50_000
 
 
 class PipelineConfig(_Group):
@@ -132,6 +131,9 @@ class PipelineConfig(_Group):
                              "(instead of epochs)")
     warm_learning_rate: float = Field(WARM_LEARNING_RATE,
                                       description="Adam's learning rate in a warm-started run")
+    warm_replay: int = Field(WARM_REPLAY, description="training images of earlier snapshots "
+                             "that a warm-started run replays beside the new ones (a uniform "
+                             "sample; all of them when there are fewer)")
     drift_policy: str = Field(DEFAULT_POLICY, description="what a drift of the new batches from "
                               "the parent's data does to the promotion: hold-anomalous (hold it "
                               "when the anomaly score also flags the new images in bulk), hold "

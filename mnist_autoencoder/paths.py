@@ -51,18 +51,37 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
     "raw": Entry("data", "raw/{dataset}", "the dataset's four IDX .gz files",
                  "downloaded and verified files (download)"),
     "processed": Entry("data", "processed/{dataset}", "one folder per preprocess cache key: "
-                       "splits.npz, splits.parquet, metadata.json",
-                       "a snapshot's normalised train/val/test (and recent) splits"),
+                       "splits.json, metadata.json",
+                       "a snapshot's train/val/test (and recent) splits: which rows of "
+                       "which shards (a few KB, whatever the snapshot's size)"),
+    "base_shard": Entry("data", "shards/{dataset}/base-{key}", "shard (data/shards.py)",
+                        "the base dataset's images, train file then test file, as uint8; "
+                        "one per content of the raw files"),
+    "assignment": Entry("data", "shards/{dataset}/splits/{key}.u8",
+                        "one byte per image: 0 train, 1 val, 2 test, 3 recent",
+                        "a shard's split assignment for one seed and validation share"),
+    "verified": Entry("data", "shards/.verified/{sha}.json", "JSON: the files' stat",
+                      "a shard hashed in full on this machine; unchanged since if the stat "
+                      "matches (scratch: safe to delete)"),
     "snapshots": Entry("data", "snapshots/{dataset}", "folder",
                        "a growing dataset: its manifest, batches and lock"),
     "manifest": Entry("data", "snapshots/{dataset}/manifest.parquet",
                       "Parquet, one row per accepted batch", "the history of the snapshots"),
     "manifest_lock": Entry("data", "snapshots/{dataset}/.lock", "flock",
                            "held while the manifest changes"),
-    "batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}.npz",
-                   "NPZ: uint8 images, labels, image hashes", "an accepted batch (immutable)"),
+    "batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}",
+                   "shard (data/shards.py): uint8 images, labels, image hashes",
+                   "an accepted batch, stored once (immutable)"),
+    "legacy_batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}.npz",
+                          "NPZ: uint8 images, labels, hex hashes",
+                          "a batch in the format before shards: migrated on first use"),
     "quarantine": Entry("data", "quarantine/{key}", "the refused files and reason.json",
                         "a batch that ingest refused, kept with why"),
+    "lease": Entry("data", "leases/{run}.json", "JSON, flock-held by its run",
+                   "what a running flow uses (folders, dataset, snapshot): make gc keeps it; "
+                   "the lock dies with the run's process (lifecycle/gc.py)"),
+    "gc_lock": Entry("data", "leases/.gc.lock", "flock",
+                     "held by make gc while it runs; a run taking a lease waits for it"),
     "downloads": Entry("data", "inputs/{url_hash}", "as served",
                        "images given by URL, downloaded once per URL"),
     "simulate": Entry("data", "simulate", "IDX pairs: base/, batches/batch-NN/, shifted/",
@@ -134,6 +153,11 @@ def raw_dir(data_dir: str | Path, dataset: str) -> Path:
 def processed_dir(data_dir: str | Path, dataset: str) -> Path:
     """Cached splits of ``dataset``, one directory per preprocess cache key below it."""
     return location("processed", data_dir, dataset=dataset)
+
+
+def stamps_dir(data_dir: str | Path) -> Path:
+    """Where shards hashed in full on this machine are recorded (``data.shards.verify``)."""
+    return location("verified", data_dir, sha="x").parent
 
 
 def download_dir(data_dir: str | Path, url: str) -> Path:

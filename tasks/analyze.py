@@ -23,9 +23,9 @@ from tasks.corrupt import CORRUPTED_FILE
 from tasks.io import StageIO, read, read_splits
 
 
-@task(**stage_task_options("analyze", ignore=("cache_format",)))
+@task(**stage_task_options("analyze"))
 def analyze(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
-            baselines: dict[str, Any], corrupted: dict[str, Any], cache_format: str, seed: int,
+            baselines: dict[str, Any], corrupted: dict[str, Any], seed: int,
             artifacts_dir: str, warm: dict[str, Any] | None = None) -> dict[str, Any]:
     """Probe, latent views and anomalies; return ``{dir, files, hash, summary}``.
 
@@ -34,7 +34,7 @@ def analyze(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
     """
     io = StageIO(stage_root(artifacts_dir, "analyze"), trained, evaluation, splits, corrupted,
                  *([warm] if warm else []))
-    data = read_splits(splits, cache_format, ("train", "test"))
+    data = read_splits(splits, ("train", "test"))
     decoder = load_model(trained["dir"], "decoder.keras")
     start = warm and {"probe": read_states(read(warm, "probes.npz")).get("codes"),
                       **read(warm, "views.npz")}

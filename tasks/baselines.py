@@ -13,16 +13,15 @@ from tasks.caching import stage_task_options
 from tasks.io import StageIO, read, read_splits
 
 
-@task(**stage_task_options("baselines", ignore=("cache_format",)))
-def baselines(splits: dict[str, Any], cache_format: str, latent_dim: int, seed: int,
+@task(**stage_task_options("baselines"))
+def baselines(splits: dict[str, Any], latent_dim: int, seed: int,
               artifacts_dir: str, warm: dict[str, Any] | None = None) -> dict[str, Any]:
     """PCA with ``latent_dim`` components and the probes; return ``{dir, files, hash, summary}``.
 
     ``warm``: the parent run's baselines output, whose probes these start from.
-    ``cache_format`` is not part of the cache key: both formats hold identical arrays.
     """
     io = StageIO(stage_root(artifacts_dir, "baselines"), splits, *([warm] if warm else []))
-    data = read_splits(splits, cache_format, ("train", "test"))
+    data = read_splits(splits, ("train", "test"))
     outputs, summary = compute_baselines(data["train"], data["test"], latent_dim, seed,
                                          log=io.log,
                                          warm=read_states(warm and read(warm, "probes.npz")))

@@ -174,13 +174,13 @@ def _process_exists(pid: int | None) -> bool:
 class StageCache(CachePolicy):
     """Cache policy of one stage; see the module docstring.
 
-    ``check`` maps the task's inputs to problems with state the stage keeps
-    outside its outputs (empty when intact); any problem drops the record.
+    ``check`` maps the task's inputs and its recorded outputs to problems with state
+    the stage keeps outside its outputs (empty when intact); any problem drops the record.
     """
 
     stage: str = ""
     ignore: tuple[str, ...] = ()
-    check: Callable[[dict[str, Any]], list[str]] | None = None
+    check: Callable[[dict[str, Any], list[dict[str, Any]]], list[str]] | None = None
     record_dir: Path = field(default_factory=paths.cache_dir)
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str:
@@ -196,7 +196,7 @@ class StageCache(CachePolicy):
         recorded = described_outputs(store.read(key).result)
         problems = [problem for outputs in recorded for problem in invalid_outputs(outputs)]
         if self.check is not None:
-            problems += self.check(inputs)
+            problems += self.check(inputs, recorded)
         if problems:
             # Prefect would return the stale record as a cache hit; removing it makes
             # the transaction miss, so the stage rebuilds its outputs under this key.
@@ -215,7 +215,8 @@ def current_cache_key() -> str:
 
 
 def stage_task_options(stage: str, ignore: tuple[str, ...] = (),
-                       check: Callable[[dict[str, Any]], list[str]] | None = None
+                       check: Callable[[dict[str, Any], list[dict[str, Any]]], list[str]]
+                       | None = None
                        ) -> dict[str, Any]:
     """Keyword arguments for ``@task`` that give a stage persistent, locked caching.
 

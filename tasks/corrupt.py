@@ -19,11 +19,11 @@ from tasks.io import StageIO, read_splits
 CORRUPTED_FILE = "corrupted.npz"
 
 
-@task(**stage_task_options("corrupt", ignore=("splits", "cache_format")))
-def corrupt(splits: dict[str, Any], cache_format: str, test_sha256: str, seed: int,
+@task(**stage_task_options("corrupt", ignore=("splits",)))
+def corrupt(splits: dict[str, Any], test_sha256: str, seed: int,
             artifacts_dir: str) -> dict[str, Any]:
     """Every corruption of the test split as 8-bit images; return ``{dir, files, hash}``."""
     io = StageIO(stage_root(artifacts_dir, "corrupt"), splits)
-    test = read_splits(splits, cache_format, ("test",))["test"]
+    test = read_splits(splits, ("test",))["test"]
     io.log(f"Corrupting the {len(test.y)} test images (test split {test_sha256[:12]})")
     return io.write({CORRUPTED_FILE: corrupted_images(test.x, seed)})

@@ -14,15 +14,15 @@ from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 
 
-@task(**stage_task_options("evaluate", ignore=("cache_format",)))
-def evaluate(trained: dict[str, Any], splits: dict[str, Any], cache_format: str,
+@task(**stage_task_options("evaluate"))
+def evaluate(trained: dict[str, Any], splits: dict[str, Any],
              artifacts_dir: str) -> dict[str, Any]:
     """Evaluate the trained model on the test split (and the snapshot's recent holdout).
 
     Returns ``{dir, files, hash, metrics}``.
     """
     io = StageIO(stage_root(artifacts_dir, "evaluate"), trained, splits)
-    data = read_splits(splits, cache_format, ("test", "recent"))
+    data = read_splits(splits, ("test", "recent"))
     test, recent, n = data["test"], data["recent"], len(data["test"].y)
     codes, rebuilt = reconstruct(trained["dir"], np.concatenate([test.x, recent.x]))  # one load
     outputs, metrics = evaluate_reconstruction(

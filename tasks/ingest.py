@@ -20,6 +20,7 @@ from mnist_autoencoder.data import ingestion, snapshots
 from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.data.pixels import InputError
+from mnist_autoencoder.data.preprocessing import base_shard
 from mnist_autoencoder.paths import download_dir
 from mnist_autoencoder.storage import require_valid, sha256_file
 
@@ -38,18 +39,18 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
     require_valid(raw)
     log = get_run_logger()
     files: list[Path] = []
+    base, _, _ = base_shard(Path(data_dir), dataset, Path(raw["dir"]),
+                            get_dataset(dataset).file_names(), raw["files"])
     try:
         found = open_input(batch, download_dir=download_dir(data_dir, batch))
         files = found.files
-        images, labels = ingestion.read_labelled(found)
+        result = ingestion.ingest(Path(data_dir), dataset, ingestion.labelled_chunks(found),
+                                  [base], batch, {p.name: sha256_file(p) for p in files})
     except InputError as exc:
         if not files and Path(batch).is_dir():
             files = [p for p in Path(batch).rglob("*") if p.is_file()]
         folder = ingestion.quarantine(Path(data_dir), files, batch, str(exc))
         raise InputError(f"{exc} (batch refused; kept with the reason in {folder})") from None
-    known = ingestion.base_hashes(Path(raw["dir"]), get_dataset(dataset).file_names())
-    result = ingestion.ingest(Path(data_dir), dataset, images, labels, known, batch,
-                              {p.name: sha256_file(p) for p in files})
     if result.created:
         emit_event(event=EVENT,
                    resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{result.snapshot}",
@@ -64,5 +65,5 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
 
 @task(name="snapshot", cache_policy=NO_CACHE)
 def resolve_snapshot(dataset: str, snapshot: str, data_dir: str) -> dict[str, Any]:
-    """The snapshot to train on, its batch files re-hashed (a changed one is refused)."""
+    """The snapshot to train on, its batches checked (a changed one is refused)."""
     return snapshots.resolve(Path(data_dir), dataset, snapshot_of(snapshot)).describe()

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
-from mnist_autoencoder.data.splits import Split, load_splits
+from mnist_autoencoder.data.splits import Split, SplitView, load_splits
 from mnist_autoencoder.paths import checkpoint_path, index_path
 from mnist_autoencoder.storage import (
     atomic_dir,
@@ -100,6 +100,11 @@ def read(outputs: Mapping[str, Any], name: str) -> Any:
     return read_value(Path(outputs["dir"]) / name)
 
 
-def read_splits(splits: Mapping[str, Any], cache_format: str,
-                names: tuple[str, ...]) -> dict[str, Split]:
-    return load_splits(Path(splits["dir"]), cache_format, names)
+def read_splits(splits: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Split]:
+    """The splits ``names`` of preprocess's output, each within ``splits.SAMPLE_LIMITS``."""
+    return load_splits(Path(splits["dir"]), names)
+
+
+def open_splits(splits: Mapping[str, Any]) -> SplitView:
+    """Preprocess's output as a view, for a stage that picks its rows (train)."""
+    return SplitView(Path(splits["dir"]))

@@ -32,13 +32,13 @@ from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 
 
-def _champion_problems(inputs: dict[str, Any]) -> list[str]:
+def _champion_problems(inputs: dict[str, Any], recorded: list[dict[str, Any]]) -> list[str]:
     return champion_problems(models_dir(inputs["artifacts_dir"]), inputs["dataset"])
 
 
-@task(**stage_task_options("promote", ignore=("cache_format",), check=_champion_problems))
+@task(**stage_task_options("promote", check=_champion_problems))
 def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[str, Any],
-            raw: dict[str, Any], dataset: str, cache_format: str, tolerance: float,
+            raw: dict[str, Any], dataset: str, tolerance: float,
             artifacts_dir: str, drift: dict[str, Any] | None = None,
             drift_policy: str = DEFAULT_POLICY) -> Decision:
     """Compare the new model with the dataset's champion and promote it if it is not worse.
@@ -48,7 +48,7 @@ def promote(trained: dict[str, Any], evaluation: dict[str, Any], splits: dict[st
     from prefect.runtime import flow_run
 
     io = StageIO(None, trained, splits)
-    test = read_splits(splits, cache_format, ("test",))["test"]
+    test = read_splits(splits, ("test",))["test"]
     metrics = evaluation["metrics"]
     run = RunInfo(run_id=str(flow_run.id), flow_run_name=str(flow_run.name),
                   training=TrainingRecord(**trained["config"], counts=splits["counts"]),

@@ -16,15 +16,15 @@ from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 
 
-@task(**stage_task_options("trial", ignore=("cache_format",)),
+@task(**stage_task_options("trial"),
       task_run_name="trial-{variant}-{latent_dim}-seed{seed}",
       retries=1, retry_delay_seconds=5)  # a retry resumes from the last epoch's checkpoint
-def trial(splits: dict[str, Any], cache_format: str, variant: str, latent_dim: int, seed: int,
+def trial(splits: dict[str, Any], variant: str, latent_dim: int, seed: int,
           training: dict[str, Any] | None, probe: bool, artifacts_dir: str) -> dict[str, Any]:
     """Train and score one sweep trial; return ``{dir, files, hash, metrics}``."""
     io = StageIO(stage_root(artifacts_dir, "trial"), splits)
     names = ("train", "test") if variant == REFERENCE else ("train", "val", "test")
-    outputs, metrics = run_trial(read_splits(splits, cache_format, names), variant=variant,
+    outputs, metrics = run_trial(read_splits(splits, names), variant=variant,
                                  latent_dim=latent_dim, seed=seed, training=training,
                                  probe=probe, checkpoint=io.checkpoint, log=io.log)
     return io.write(outputs, metrics=metrics)

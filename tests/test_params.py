@@ -28,7 +28,6 @@ def test_defaults_are_valid_and_match_the_seed():
     ({"batch_size": -4}, "batch_size", "at least 1"),
     ({"val_size": 60_000}, "val_size", "must leave training data: 1 <= val_size < 60000"),
     ({"val_size": 0}, "val_size", "must leave training data"),
-    ({"cache_format": "csv"}, "cache_format", "parquet"),
     ({"learning_rate": 0.0}, "learning_rate", "(0, 1]"),
     ({"patience": 0}, "patience", "at least 1"),
     ({"seed": -1}, "seed", "non-negative"),

@@ -34,24 +34,60 @@ from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import sha256_file, sha256_json
 
 CHUNK = 8192
+PARQUET_BUFFER = 1 << 22
 IMAGES = re.compile(r"^(?P<stem>.+)-images-idx3-ubyte(\.gz)?$")
 NO_LABEL = -1
 
 
 @dataclass
 class Chunk:
-    """Up to ``CHUNK`` images: where each came from, its pixels, its label (-1: unknown)."""
+    """Up to ``CHUNK`` images: where each came from, its pixels, its label (-1: unknown).
+
+    ``pixels`` are kept as the reader found them once checked: uint8 0-255 (IDX, PNG,
+    integer Parquet and .npy) or float32 in [0, 1]. ``x`` (what the models take) and
+    ``u8`` (what ingest stores) are derived on first use, so a reader never converts
+    what its caller does not need: ingesting uint8 images makes no float copy at all.
+    """
 
     source: str | list[str]  # the file all of them come from, or one file per image
     index: np.ndarray  # (n,) int64 position in that file (0 for a file per image)
-    x: np.ndarray  # (n, 784) float32 in [0, 1]
+    pixels: np.ndarray  # (n, 784) uint8 0-255, or float32 in [0, 1]
     labels: np.ndarray  # (n,) int16, NO_LABEL where unknown
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    @functools.cached_property
+    def x(self) -> np.ndarray:
+        """(n, 784) float32 in [0, 1]."""
+        if self.pixels.dtype == np.uint8:
+            return self.pixels.astype(np.float32) / np.float32(255)
+        return self.pixels
+
+    @functools.cached_property
+    def u8(self) -> np.ndarray:
+        """(n, 784) uint8: the pixels as given, or float pixels at the nearest of 256 levels."""
+        if self.pixels.dtype == np.uint8:
+            return self.pixels
+        return np.round(self.pixels * np.float32(255)).astype(np.uint8)
 
     def name(self, i: int) -> str:
         """Where image ``i`` of the chunk came from: ``file#index`` or the PNG's path."""
         if isinstance(self.source, str):
             return f"{self.source}#{self.index[i]}"
         return self.source[i]
+
+
+def checked_pixels(values: np.ndarray, name: str) -> np.ndarray:
+    """Pixels as a ``Chunk`` keeps them: integers (0-255) as uint8, floats (in [0, 1]) as
+    float32; anything else refused as ``pixels.as_unit_pixels`` refuses it."""
+    if values.dtype == np.uint8:
+        return values
+    if np.issubdtype(values.dtype, np.integer):
+        if values.size:  # the range check and its message, on the extremes alone
+            as_unit_pixels(np.array([values.min(), values.max()]), name)
+        return values.astype(np.uint8)
+    return as_unit_pixels(values, name)
 
 
 @dataclass(frozen=True)
@@ -100,7 +136,7 @@ class Input:
             chunk = max(1, min(chunk, -(-self.count() // shards)))
         total = 0
         for number, part in enumerate(self.format.chunks(self, chunk)):
-            total += len(part.x)
+            total += len(part.pixels)
             if number % shards == shard:
                 yield part
         if total == 0:
@@ -164,7 +200,7 @@ def _idx_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
                 y = (checked_labels(next(labels), str(labels_path)) if labels is not None
                      else np.full(len(images), NO_LABEL, np.int16))
                 yield Chunk(images_path.name, np.arange(start, start + len(images)),
-                            as_unit_pixels(images.reshape(len(images), -1), name), y)
+                            checked_pixels(images.reshape(len(images), -1), name), y)
                 start += len(images)
         except IdxFormatError as exc:
             raise InputError(str(exc)) from exc
@@ -249,7 +285,7 @@ def _png_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
         y = np.array([int(p.parent.name) if re.fullmatch(r"\d", p.parent.name) else NO_LABEL
                       for p in paths], np.int16)
         yield Chunk([_relative(p, found.root) for p in paths], np.zeros(len(paths), np.int64),
-                    as_unit_pixels(x, str(found.root)), y)
+                    checked_pixels(x, str(found.root)), y)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -275,6 +311,8 @@ def _relative(path: Path, root: Path | None) -> str:
 
 
 # --- Parquet: a pixels column of 784 values, an optional label column ---
+# pyarrow decodes a list column a row group at a time: memory follows the file's row
+# groups (pyarrow's and pandas' writers: at most 1,048,576 rows, about 800 MB of pixels).
 
 def file_with_suffix(suffix: str) -> Callable[[str], bool]:
     """A ``recognises`` for a format that is one local file ending in ``suffix``."""
@@ -297,7 +335,9 @@ def _parquet_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
 
     path = found.files[0]
     try:
-        parquet = pq.ParquetFile(path)
+        # read through a 4 MiB buffer, not a column chunk at a time (a row group of a
+        # million images is 200 MB or more even compressed)
+        parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
     names = parquet.schema_arrow.names
@@ -314,7 +354,7 @@ def _parquet_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
             raise InputError(f"{path}: row {row}: 'pixels' must hold {N_PIXELS} values "
                              "(one 28x28 image)")
         flat = pixels.flatten().to_numpy(zero_copy_only=False)
-        x = as_unit_pixels(flat.reshape(len(pixels), N_PIXELS), str(path))
+        x = checked_pixels(flat.reshape(len(pixels), N_PIXELS), str(path))
         y = (checked_labels(batch.column("label").to_numpy(zero_copy_only=False), str(path))
              if "label" in columns else np.full(len(x), NO_LABEL, np.int16))
         yield Chunk(path.name, np.arange(start, start + len(x)), x, y)
@@ -338,7 +378,7 @@ def _npy_chunks(found: Input, chunk: int) -> Iterator[Chunk]:
     for start in range(0, len(array), chunk):
         part = np.asarray(array[start:start + chunk]).reshape(-1, N_PIXELS)
         yield Chunk(path.name, np.arange(start, start + len(part)),
-                    as_unit_pixels(part, str(path)), np.full(len(part), NO_LABEL, np.int16))
+                    checked_pixels(part, str(path)), np.full(len(part), NO_LABEL, np.int16))
 
 
 # --- The registry: every input format, in order of precedence ---

@@ -1,136 +1,132 @@
-"""Preprocessing: IDX -> float32 vectors in [0, 1], a seeded train/val split, as NPZ + Parquet.
+"""Preprocessing: a snapshot's splits as a view over shards, for work that grows with the batch.
 
-The files' contents are deterministic (``storage.write_npz`` fixes the zip
-timestamps, no wall-clock metadata anywhere), so rebuilding identical splits
-yields identical hashes and leaves the downstream caches valid.
+The base dataset's images become one shard (train file, then test file) the
+first time its raw files are seen; a seeded permutation of the train file picks
+the validation rows, as before. Each batch's rows are assigned to train, val or
+'recent' by a hash of (content, seed) alone, once per batch, seed and share, and
+kept beside the shards (``paths.CATALOG["assignment"]``). A snapshot's view
+(``splits.json``) then names its parts; writing it costs a few KB. Nothing here
+holds a snapshot's pixels in memory, nor normalises them: stages read uint8 rows
+and scale them where they compute (``data.splits``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from mnist_autoencoder.data.idx import load_images_and_labels
-from mnist_autoencoder.data.splits import FILE_NAMES, METADATA_KEY, Split
+from mnist_autoencoder.data.shards import (
+    Shard,
+    ShardError,
+    ShardWriter,
+    shard_sha256,
+    verify,
+)
+from mnist_autoencoder.data.splits import SPLIT_CODES, VIEW_FILE
 from mnist_autoencoder.errors import ParameterError
-
-
-def normalize(images: np.ndarray) -> np.ndarray:
-    """Flatten (n, rows, cols) uint8 images to (n, rows * cols) float32 in [0, 1]."""
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+from mnist_autoencoder.paths import location, stamps_dir
+from mnist_autoencoder.storage import sha256_file, sha256_json, write_bytes_atomic
 
 
 def split_train_val(n_samples: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Return sorted (train, val) indices; ``val_size`` of them drawn with ``seed``."""
     if not 0 < val_size < n_samples:
         raise ParameterError(f"val_size={val_size} must be between 1 and {n_samples - 1} "
-                         f"(the training file holds {n_samples} images)")
+                             f"(the training file holds {n_samples} images)")
     order = np.random.default_rng(seed).permutation(n_samples)
     return np.sort(order[val_size:]).astype(np.int32), np.sort(order[:val_size]).astype(np.int32)
 
 
-def build_splits(train_images, train_labels, test_images, test_labels,
-                 val_size: int, seed: int, train_subset: int = 0,
-                 added: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-                 ) -> dict[str, Split]:
-    """Split, normalise and flatten; ``train_subset`` > 0 keeps only that many training images.
+def base_shard(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str],
+               source_hashes: dict[str, str]) -> tuple[Shard, str, int]:
+    """The base dataset's shard (built once per raw content; rebuilt if damaged): the shard,
+    its hash and how many of its rows come from the train file."""
+    path = location("base_shard", data_dir, dataset=dataset, key=sha256_json(source_hashes)[:16])
+    if path.exists():
+        try:
+            shard = verify(path, shard_sha256(path), stamps_dir(data_dir), "base shard")
+            n_train = int(shard.description.get("train_rows", -1))
+            if n_train >= 0:
+                return shard, shard_sha256(path), n_train
+        except ShardError:
+            pass
+        import shutil
 
-    The subset is drawn from the training split only (validation and test stay
-    whole), with the same seed, so a smoke run is scored on the real test set.
-    ``added`` holds a snapshot's ingested (images, labels, split names): they join
-    train and val as their names say, and the rest form the 'recent' split. Their
-    ``index`` continues after the base files' (train, then test) positions.
-    """
-    train_idx, val_idx = split_train_val(len(train_images), val_size, seed)
-    recent_idx = np.empty(0, np.int32)
-    position = np.arange(len(train_images), dtype=np.int32)  # in the files: train, then test
-    if added is not None and len(added[0]):
-        images, labels, names = added
-        rows = len(train_images) + np.arange(len(images), dtype=np.int32)
-        position = np.concatenate([position, rows + len(test_images)])
-        train_images = np.concatenate([train_images, images])
-        train_labels = np.concatenate([train_labels, labels])
-        train_idx = np.concatenate([train_idx, rows[names == "train"]])
-        val_idx = np.concatenate([val_idx, rows[names == "val"]])
-        recent_idx = rows[names == "recent"]
-    if 0 < train_subset < len(train_idx):
-        rng = np.random.default_rng([seed, 1])
-        train_idx = np.sort(rng.choice(train_idx, train_subset, replace=False))
-    x_train_all, x_test = normalize(train_images), normalize(test_images)
-
-    def split(rows: np.ndarray) -> Split:
-        return Split(x_train_all[rows], train_labels[rows], position[rows])
-
-    splits = {
-        "train": split(train_idx),
-        "val": split(val_idx),
-        "test": Split(x_test, test_labels.copy(), np.arange(len(test_images), dtype=np.int32)),
-    }
-    return splits | {"recent": split(recent_idx)}  # empty until a snapshot adds batches
-
-
-def split_sha256(split: Split) -> str:
-    """The content hash of one split's images and labels: the test split's identity across
-    snapshots (which all share it), so what depends only on it is computed once."""
-    import hashlib
-
-    digest = hashlib.sha256(np.ascontiguousarray(split.x).tobytes())
-    digest.update(np.ascontiguousarray(split.y).tobytes())
-    return digest.hexdigest()
-
-
-def npz_arrays(splits: dict[str, Split], metadata: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of ``splits.npz``: ``<split>_<field>`` plus the metadata as JSON."""
-    arrays = {f"{name}_{field}": getattr(split, field)
-              for name, split in splits.items() for field in Split._fields}
-    return arrays | {"metadata": np.array(json.dumps(metadata, sort_keys=True))}
-
-
-def parquet_table(splits: dict[str, Split], metadata: dict[str, Any]) -> pa.Table:
-    """One row per image: split, source index, label, and the pixels as a fixed-size list."""
-    n_features = splits["train"].x.shape[1]
-    columns = {
-        "split": pa.array(np.concatenate([[name] * len(s.y) for name, s in splits.items()]))
-        .dictionary_encode(),
-        "index": pa.array(np.concatenate([s.index for s in splits.values()])),
-        "label": pa.array(np.concatenate([s.y for s in splits.values()])),
-        "pixels": pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate([s.x for s in splits.values()]).ravel()), n_features),
-    }
-    return pa.table(columns).replace_schema_metadata(
-        {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-
-
-def split_files(raw_dir: Path, files: dict[str, str], val_size: int, seed: int,
-                source_hashes: dict[str, str], train_subset: int = 0,
-                snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parse the raw files (and a snapshot's batches) and split them.
-
-    Returns ``{file name: value}`` for both formats and ``metadata.json``.
-    """
+        shutil.rmtree(path)  # derived data: rebuilt from the verified raw files
     train_images, train_labels = load_images_and_labels(raw_dir / files["train_images"],
                                                         raw_dir / files["train_labels"])
     test_images, test_labels = load_images_and_labels(raw_dir / files["test_images"],
                                                       raw_dir / files["test_labels"])
-    added = None
-    if snapshot and snapshot["batches"]:
-        from mnist_autoencoder.data.snapshots import assign_splits, load_batch_files
+    with ShardWriter(path.parent) as writer:
+        writer.append(train_images, train_labels)
+        writer.append(test_images, test_labels)
+        writer.extra = {"train_rows": len(train_images),
+                        "image_shape": list(train_images.shape[1:])}
+        writer.publish(path.name)
+    return base_shard(data_dir, dataset, raw_dir, files, source_hashes)
 
-        images, labels, hashes = load_batch_files([b["path"] for b in snapshot["batches"]])
-        added = (images, labels, assign_splits(hashes, seed, val_size / len(train_images)))
-    splits = build_splits(train_images, train_labels, test_images, test_labels, val_size, seed,
-                          train_subset, added)
+
+def _assignment(data_dir: Path, dataset: str, key: str, make) -> tuple[str, str]:
+    """An assignment file (one split code per row), written once; its path and hash."""
+    path = location("assignment", data_dir, dataset=dataset, key=key)
+    if not path.is_file():
+        write_bytes_atomic(path, np.ascontiguousarray(make(), np.uint8).tobytes())
+    return str(path), sha256_file(path)
+
+
+def build_view(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str],
+               val_size: int, seed: int, source_hashes: dict[str, str], train_subset: int = 0,
+               snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``splits.json`` of a snapshot (``Snapshot.describe()``), and ``subset`` rows if any.
+
+    Work: the base shard and each batch's assignment the first time they are needed;
+    otherwise a few reads of small files. The batches were checked by ``snapshots``.
+    """
+    from mnist_autoencoder.data.snapshots import assign_splits, batch_shards
+
+    base, base_sha, n_train = base_shard(data_dir, dataset, raw_dir, files, source_hashes)
+    train_idx, val_idx = split_train_val(n_train, val_size, seed)
+
+    def base_codes() -> np.ndarray:
+        codes = np.full(base.count, SPLIT_CODES["test"], np.uint8)
+        codes[train_idx], codes[val_idx] = SPLIT_CODES["train"], SPLIT_CODES["val"]
+        return codes
+
+    path, sha = _assignment(data_dir, dataset, sha256_json([base_sha, val_size, seed])[:24],
+                            base_codes)
+    parts = [{"id": "base", "shard": str(base.path), "sha256": base_sha, "count": base.count,
+              "assignment": path, "assignment_sha256": sha, "index_start": 0,
+              "test_from": n_train}]
+    index_start, val_share = base.count, val_size / n_train
+    batches = list(snapshot["batches"]) if snapshot else []
+    for batch, shard in zip(batches, batch_shards(data_dir, batches)):
+        path, sha = _assignment(
+            data_dir, dataset, sha256_json([batch["sha256"], seed, val_share])[:24],
+            lambda shard=shard: assign_splits(shard.hashes(), seed, val_share))
+        parts.append({"id": batch["id"], "shard": str(shard.path), "sha256": batch["sha256"],
+                      "count": shard.count, "assignment": path, "assignment_sha256": sha,
+                      "index_start": index_start})
+        index_start += shard.count
+    counts = {name: 0 for name in SPLIT_CODES}
+    for part in parts:
+        found = np.bincount(np.fromfile(part["assignment"], np.uint8), minlength=4)
+        for name, code in SPLIT_CODES.items():
+            counts[name] += int(found[code])
+    subset = None
+    if 0 < train_subset < counts["train"]:
+        subset = np.sort(np.random.default_rng([seed, 1]).choice(counts["train"], train_subset,
+                                                                 replace=False))
+        counts["train"] = train_subset
     metadata = {"source_sha256": source_hashes, "val_size": val_size, "seed": seed,
-                "test_sha256": split_sha256(splits["test"]),
+                "test_sha256": sha256_json([base_sha, "test"]),
                 "snapshot": snapshot["id"] if snapshot else None,
                 "train_subset": train_subset,
-                "image_shape": list(train_images.shape[1:]),
-                "counts": {name: len(s.y) for name, s in splits.items()},
-                "n_features": int(splits["train"].x.shape[1])}
-    return {FILE_NAMES["npz"]: npz_arrays(splits, metadata),
-            FILE_NAMES["parquet"]: parquet_table(splits, metadata),
-            "metadata.json": metadata}
+                "image_shape": base.description.get("image_shape", [28, 28]),
+                "counts": counts, "n_features": 784}
+    view = {"parts": parts, "metadata": metadata, "stamps": str(stamps_dir(data_dir)),
+            "subset": "subset.npz" if subset is not None else None}
+    return {VIEW_FILE: view, "metadata.json": metadata} | (
+        {"subset.npz": {"ranks": subset}} if subset is not None else {})

@@ -2,15 +2,18 @@
 
 Its locations (``paths.CATALOG``, under ``<data>/snapshots/<dataset>/``): the
 ``manifest``, one row per accepted batch, in order (the snapshots' history); each
-``batch``'s new images (uint8), labels and content hashes; the ``manifest_lock``,
-held while the manifest changes.
+``batch``, a shard (``data.shards``) of its new images (uint8), labels and content
+hashes, stored once and shared by every snapshot that holds it; the
+``manifest_lock``, held while the manifest changes.
 
 A snapshot is the base dataset (the catalog's pinned files) plus the first k
 batches; its id is ``<dataset>-<hash of that list>``. Batches are immutable:
-their file is written (atomically) before the manifest names it, and the
+their shard is published complete before the manifest names it, and the
 manifest is replaced atomically under a lock, so a crash at any point leaves
 either the old snapshot or the new one, and two ingests at once both land. A
-batch file is re-hashed whenever a snapshot is used; one that changed is refused.
+batch is hashed in full the first time a snapshot uses it on a machine and
+trusted by its unchanged stat afterwards (``shards.verify``); one that changed is
+refused before any work. Batches of the older NPZ format are migrated on first use.
 
 Whether a new image goes to train, val or the 'recent' holdout is decided by a
 hash of (its content, the seed), so adding a batch never moves an image between
@@ -27,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from mnist_autoencoder.data.catalog import get_dataset
+from mnist_autoencoder.data.shards import Shard, ShardWriter, verify
+from mnist_autoencoder.data.splits import SPLIT_CODES
 from mnist_autoencoder.errors import StateError
-from mnist_autoencoder.paths import location
-from mnist_autoencoder.storage import read_table, sha256_file, sha256_json
+from mnist_autoencoder.paths import location, stamps_dir
+from mnist_autoencoder.storage import atomic_path, locked, read_table, sha256_file, sha256_json
 
 RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
 
@@ -100,38 +105,85 @@ def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
         raise SnapshotError(f"no snapshot {wanted!r} of {dataset}; known: {', '.join(ids[-5:])} "
                             f"(the manifest is {manifest_path}; 'latest' is the newest)")
     rows = manifest.iloc[:ids.index(wanted)].to_dict("records") if len(manifest) else []
+    if any(str(r["payload"]).endswith(".npz") for r in rows):
+        migrate(data_dir, dataset)
+        return resolve(data_dir, dataset, wanted)
     batches = tuple(Batch(r["batch_id"], batch_path(data_dir, dataset, r["batch_id"]),
                           r["payload_sha256"], int(r["new"])) for r in rows)
     for batch in batches:
-        if not batch.path.is_file():
-            raise SnapshotError(f"{batch.path}: batch {batch.id} of snapshot {wanted} is missing; "
-                                "restore it from a backup (snapshots never change)")
-        if sha256_file(batch.path) != batch.sha256:
-            raise SnapshotError(f"{batch.path}: batch {batch.id} changed since it was ingested "
-                                f"(SHA-256 differs from the manifest's); restore it")
+        shard = verify(batch.path, batch.sha256, stamps_dir(data_dir),
+                       f"batch {batch.id} of snapshot {wanted}")
+        if shard.count != batch.count:
+            raise SnapshotError(f"{batch.path}: batch {batch.id} holds {shard.count} images, "
+                                f"the manifest says {batch.count}; restore it")
     return Snapshot(wanted, dataset, batches, tuple(ids[:ids.index(wanted)]))
 
 
-def image_hashes(images: np.ndarray) -> list[str]:
-    """SHA-256 of each uint8 image's bytes: its identity for duplicates and splits."""
-    flat = np.ascontiguousarray(np.asarray(images).reshape(len(images), 784), dtype=np.uint8)
-    return [hashlib.sha256(row.tobytes()).hexdigest() for row in flat]
+def assign_splits(digests: np.ndarray, seed: int, val_share: float) -> np.ndarray:
+    """The split code of each image (``SPLIT_CODES``), from a hash of (its content, the seed)
+    alone: (n, 32) digests in, n bytes out."""
+    draws = np.array([int(hashlib.sha256(f"{seed}:{bytes(h).hex()}".encode()).hexdigest()[:13],
+                          16) for h in digests], np.float64) / 16**13
+    return np.where(draws < RECENT_SHARE, SPLIT_CODES["recent"],
+                    np.where(draws < RECENT_SHARE + val_share, SPLIT_CODES["val"],
+                             SPLIT_CODES["train"])).astype(np.uint8)
 
 
-def assign_splits(hashes: list[str], seed: int, val_share: float) -> np.ndarray:
-    """'train', 'val' or 'recent' for each image, from a hash of (content, seed) alone."""
-    draws = np.array([int(hashlib.sha256(f"{seed}:{h}".encode()).hexdigest()[:13], 16)
-                      for h in hashes], np.float64) / 16**13
-    return np.where(draws < RECENT_SHARE, "recent",
-                    np.where(draws < RECENT_SHARE + val_share, "val", "train"))
+def migrate(data_dir: Path, dataset: str) -> int:
+    """Rewrite the batches of the format before shards (NPZ) as shards; return how many.
+
+    Under the manifest's lock: each NPZ is checked against the manifest's hash, written
+    as a shard, and the manifest (without its per-image hash lists, which now live in
+    the shards) replaces the old one atomically; only then are the NPZ files removed. A
+    crash at any point leaves a manifest whose every batch is intact. Batch and snapshot
+    ids do not change, so the registry's history still matches.
+    """
+    manifest_path = location("manifest", data_dir, dataset=dataset)
+    with locked(location("manifest_lock", data_dir, dataset=dataset)):
+        table = read_manifest(data_dir, dataset)
+        legacy = [i for i, p in enumerate(table.get("payload", [])) if str(p).endswith(".npz")]
+        if not legacy:
+            return 0
+        table = table.copy()
+        old_files = []
+        for i in legacy:
+            batch_id = table.at[i, "batch_id"]
+            old = location("legacy_batch", data_dir, dataset=dataset, batch_id=batch_id)
+            if not old.is_file() or sha256_file(old) != table.at[i, "payload_sha256"]:
+                raise SnapshotError(f"{old}: batch {batch_id} is missing or changed since it was "
+                                    "ingested, so it cannot be migrated to a shard; restore it")
+            with np.load(old, allow_pickle=False) as archive:
+                digests = np.array([np.frombuffer(bytes.fromhex(str(h)), np.uint8)
+                                    for h in archive["hashes"]], np.uint8).reshape(-1, 32)
+                with ShardWriter(old.parent) as writer:
+                    writer.append(archive["images"], archive["labels"], digests)
+                    _, sha = writer.publish(batch_id)
+            table.at[i, "payload"], table.at[i, "payload_sha256"] = batch_id, sha
+            old_files.append(old)
+        table = table.drop(columns=[c for c in ("image_sha256",) if c in table])
+        with atomic_path(manifest_path) as tmp:
+            table.to_parquet(tmp, index=False)
+        for old in old_files:
+            old.unlink()
+    return len(old_files)
 
 
-def load_batch_files(paths: list[str | Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All images (uint8, n x 28 x 28), labels and hashes of batch files, in order."""
-    images, labels, hashes = [np.empty((0, 28, 28), np.uint8)], [np.empty(0, np.uint8)], []
-    for path in paths:
-        with np.load(path, allow_pickle=False) as archive:
-            images.append(archive["images"])
-            labels.append(archive["labels"])
-            hashes += [str(h) for h in archive["hashes"]]
-    return np.concatenate(images), np.concatenate(labels), hashes
+def batch_shards(data_dir: Path, batches: list[dict[str, Any]]) -> list[Shard]:
+    """The shards of ``Snapshot.describe()``'s batches, checked (``shards.verify``)."""
+    return [verify(b["path"], b["sha256"], stamps_dir(data_dir), f"batch {b['id']}")
+            for b in batches]
+
+
+def sample_batches(shards: list[Shard], limit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` images (uint8, k x 784) and labels drawn uniformly from ``shards``
+    (all of them, in order, when there are no more): the drift gate's view of new batches."""
+    bounds = np.cumsum([0, *(s.count for s in shards)])
+    chosen = np.arange(bounds[-1]) if bounds[-1] <= limit else np.sort(
+        np.random.default_rng(seed).choice(bounds[-1], limit, replace=False))
+    images, labels = [np.empty((0, 784), np.uint8)], [np.empty(0, np.uint8)]
+    for shard, lo, hi in zip(shards, bounds[:-1], bounds[1:]):
+        rows = chosen[(chosen >= lo) & (chosen < hi)] - lo
+        if len(rows):
+            images.append(shard.images(rows))
+            labels.append(shard.labels()[rows])
+    return np.concatenate(images), np.concatenate(labels)

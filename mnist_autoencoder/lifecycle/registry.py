@@ -67,6 +67,9 @@ class TrainingRecord:
     init: str = "scratch"  # or "warm": started from parent_model_sha256
     parent_model_sha256: str | None = None
     counts: dict[str, int] = field(default_factory=dict)  # images per split
+    # the rows it trained and validated on: {"train", "val"}, and for a warm retrain
+    # {"new"} (the batches since the parent) and {"replay"} (the sample of the history)
+    rows: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

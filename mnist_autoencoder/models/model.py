@@ -88,10 +88,19 @@ class EarlyStopping:
         return self.wait >= self.patience
 
 
-def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_size: int,
-                         jit_compile: bool = True):
+def scaled(batch: tf.Tensor) -> tf.Tensor:
+    """Pixels as the model takes them: uint8 rows (the shards' bytes) scaled to [0, 1] here,
+    inside the compiled step; float rows as they are."""
+    return tf.cast(batch, tf.float32) / 255.0 if batch.dtype == tf.uint8 else batch
+
+
+def make_epoch_functions(autoencoder: keras.Model, batch_size: int, jit_compile: bool = True):
     """Compile a one-epoch training function and a full-set loss function for ``autoencoder``.
 
+    ``train_epoch(x, order)`` runs one pass over the rows of ``x`` (uint8 or float, in
+    memory) in ``order`` and returns the mean loss; ``mean_loss(x)`` is the loss on
+    ``x``. Each distinct shape of ``x`` compiles once: in memory, one; streamed in
+    chunks (``fit_autoencoder``), two (a full chunk and the last).
     ``jit_compile=False`` builds the same loop as a plain TensorFlow graph, for
     models whose ops XLA runs slowly on CPU (convolutions, see ``models.variants``).
 
@@ -102,13 +111,12 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
     each batch split in two halves for the two cores, a hand-written loss
     gradient, and the XLA CPU flags listed in the README.
     """
-    n_samples = int(x_train.shape[0])
-    n_full, remainder = divmod(n_samples, batch_size)
     loss_fn = keras.losses.BinaryCrossentropy()
     optimizer = autoencoder.optimizer
     variables = autoencoder.trainable_variables
 
     def total_loss(batch, training):
+        batch = scaled(batch)
         loss = loss_fn(batch, autoencoder(batch, training=training))
         # Layer losses (activity penalties, a VAE's KL term), as ``fit`` adds them.
         return loss + tf.add_n(autoencoder.losses) if autoencoder.losses else loss
@@ -120,15 +128,18 @@ def make_epoch_functions(autoencoder: keras.Model, x_train: tf.Tensor, batch_siz
         return loss
 
     @tf.function(jit_compile=jit_compile)
-    def train_epoch(order):
+    def train_epoch(x, order):
+        n_samples = int(x.shape[0])
+        n_full, remainder = divmod(n_samples, batch_size)
+
         def body(step, total):
-            batch = tf.gather(x_train, tf.slice(order, [step * batch_size], [batch_size]))
+            batch = tf.gather(x, tf.slice(order, [step * batch_size], [batch_size]))
             return step + 1, total + train_step(batch) * batch_size
 
         _, total = tf.while_loop(lambda step, _: step < n_full, body,
                                  (tf.constant(0), tf.constant(0.0)))
         if remainder:
-            total += train_step(tf.gather(x_train, order[n_full * batch_size:])) * remainder
+            total += train_step(tf.gather(x, order[n_full * batch_size:])) * remainder
         return total / n_samples
 
     @tf.function(jit_compile=jit_compile)
@@ -166,7 +177,7 @@ def restore_checkpoint(path: Path, autoencoder: keras.Model) -> dict[str, Any] |
 
 def fit_autoencoder(
     autoencoder: keras.Model,
-    x_train: np.ndarray,
+    x_train: np.ndarray | Any,
     x_val: np.ndarray,
     *,
     epochs: int,
@@ -180,14 +191,20 @@ def fit_autoencoder(
 ) -> list[dict[str, Any]]:
     """Train in place; return one ``{epoch, loss, val_loss, seconds}`` row per epoch run.
 
+    ``x_train``: the rows in memory (uint8 or float), or a source too large for it
+    with ``len()`` and ``epoch(rng)``, which yields each epoch's rows as chunks in a
+    fresh random partition (``data.splits.Rows``); each chunk is trained in a fresh
+    order, and the next one is read while this one trains.
+
     With ``checkpoint``, the state after every epoch is saved there, and a run that
     finds one resumes after its last epoch: a killed run loses at most one epoch.
     The batch order's random state is restored too, so a resumed run follows the
     same trajectory as an uninterrupted one.
     """
-    train_tensor, val_tensor = tf.constant(x_train), tf.constant(x_val)
-    train_epoch, mean_loss = make_epoch_functions(autoencoder, train_tensor, batch_size,
-                                                  jit_compile)
+    train_epoch, mean_loss = make_epoch_functions(autoencoder, batch_size, jit_compile)
+    val_tensor = tf.constant(x_val)
+    in_memory = isinstance(x_train, np.ndarray)
+    train_tensor = tf.constant(x_train) if in_memory else None
     rng = np.random.default_rng(seed)
     stopper = EarlyStopping(patience, min_delta)
     history: list[dict[str, Any]] = []
@@ -200,8 +217,11 @@ def fit_autoencoder(
             return history
     for epoch in range(len(history), epochs):
         started = time.perf_counter()
-        order = tf.constant(rng.permutation(len(x_train)).astype(np.int32))
-        loss = float(train_epoch(order))
+        if in_memory:
+            order = tf.constant(rng.permutation(len(x_train)).astype(np.int32))
+            loss = float(train_epoch(train_tensor, order))
+        else:
+            loss = _streamed_epoch(train_epoch, x_train, rng)
         row = {"epoch": epoch + 1, "loss": loss, "val_loss": float(mean_loss(val_tensor)),
                "seconds": time.perf_counter() - started}
         history.append(row)
@@ -215,3 +235,19 @@ def fit_autoencoder(
         if stop:
             break
     return history
+
+
+def _streamed_epoch(train_epoch, source, rng: np.random.Generator) -> float:
+    """One epoch over ``source``'s chunks, each read in a thread while the previous trains."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    total, count = 0.0, 0
+    chunks = source.epoch(rng)
+    with ThreadPoolExecutor(1) as reader:
+        upcoming = reader.submit(next, chunks, None)
+        while (chunk := upcoming.result()) is not None:
+            upcoming = reader.submit(next, chunks, None)
+            order = tf.constant(rng.permutation(len(chunk)).astype(np.int32))
+            total += float(train_epoch(tf.constant(chunk), order)) * len(chunk)
+            count += len(chunk)
+    return total / count

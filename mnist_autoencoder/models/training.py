@@ -45,11 +45,14 @@ class TrainedModel:
                 "final_val_loss": self.history[-1]["val_loss"]}
 
 
-def train_model(variant: str, x_train: np.ndarray, x_val: np.ndarray, *, latent_dim: int,
+def train_model(variant: str, x_train: np.ndarray | Any, x_val: np.ndarray, *, latent_dim: int,
                 epochs: int, batch_size: int, learning_rate: float, patience: int, seed: int,
                 checkpoint: Path | None = None, init: Path | None = None, log=print,
                 label: str = "") -> TrainedModel:
     """Build ``variant`` and fit it on ``x_train``; log one line per epoch.
+
+    ``x_train`` and ``x_val``: rows of pixels, uint8 (scaled inside the compiled step) or
+    float in [0, 1]; ``x_train`` may also be a streamed source (``data.splits.Rows``).
 
     With ``init``, a saved model's folder of the same variant and code size, training
     starts from its weights (a warm start; the optimizer starts fresh). With
@@ -59,7 +62,7 @@ def train_model(variant: str, x_train: np.ndarray, x_val: np.ndarray, *, latent_
     from mnist_autoencoder.models.model import fit_autoencoder
     from mnist_autoencoder.models.variants import JIT_COMPILE, build_variant
 
-    autoencoder, encoder, decoder = build_variant(variant, x_train.shape[1], latent_dim,
+    autoencoder, encoder, decoder = build_variant(variant, x_val.shape[1], latent_dim,
                                                   learning_rate, seed)
     if init is not None:
         for name, model in (("encoder.keras", encoder), ("decoder.keras", decoder)):

@@ -460,7 +460,7 @@ def reference_split(data_dir: Path, dataset: str, info: dict[str, Any]):
     counts = training.counts if training else {}
     found = wanted and read_indexed(index_path(processed_dir(data_dir, dataset), wanted))
     if found:  # the index names it, and its files still hash as recorded
-        split = load_splits(Path(found["dir"]), "npz", ("val",))["val"]
+        split = load_splits(Path(found["dir"]), ("val",))["val"]
         return split, {"kind": "exact", "dir": found["dir"], "n": len(split.y),
                        "note": "the model's own validation split (its splits_sha256)"}
     from mnist_autoencoder.data.snapshots import base_id
@@ -485,8 +485,8 @@ def rebuild_validation_split(raw: Path, dataset: str, val_size: int, seed: int):
     """The base validation split of the raw IDX files in ``raw``, as ``build_splits`` cuts it."""
     from mnist_autoencoder.data.catalog import get_dataset
     from mnist_autoencoder.data.idx import load_images_and_labels
-    from mnist_autoencoder.data.preprocessing import normalize, split_train_val
-    from mnist_autoencoder.data.splits import Split
+    from mnist_autoencoder.data.preprocessing import split_train_val
+    from mnist_autoencoder.data.splits import Split, normalize
 
     names = get_dataset(dataset).file_names()
     paths = {role: Path(raw) / name for role, name in names.items()}
@@ -508,7 +508,7 @@ def reference_problem(data_dir: Path, dataset: str) -> str | None:
     from mnist_autoencoder.data.catalog import get_dataset
     from mnist_autoencoder.paths import processed_dir, raw_dir
 
-    if any(processed_dir(Path(data_dir), dataset).glob("*/splits.npz")):
+    if any(processed_dir(Path(data_dir), dataset).glob("*/splits.json")):
         return None
     raw = raw_dir(Path(data_dir), dataset)
     if all((raw / name).is_file() for name in get_dataset(dataset).file_names().values()):

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from mnist_autoencoder.data.inputs import InputError, open_input
+from mnist_autoencoder.data.pixels import as_unit_pixels
 from tests.helpers import make_digits, write_idx
 
 
@@ -115,3 +116,24 @@ def test_every_bad_input_is_refused_naming_the_file_and_the_problem(tmp_path, di
         text = str(excinfo.value)
         assert message in text, (case, text)
         assert str(tmp_path) in text, (case, text)  # names the file
+
+
+def test_chunks_keep_uint8_pixels_and_derive_floats_only_when_asked(tmp_path, digits):
+    images, labels = digits
+    flat = images.reshape(20, -1)
+    write_idx(tmp_path / "idx", images, labels)
+    pd.DataFrame({"pixels": list(flat.astype(np.int64)), "label": labels}).to_parquet(
+        tmp_path / "int.parquet")
+    pd.DataFrame({"pixels": list(flat / 255.0), "label": labels}).to_parquet(
+        tmp_path / "float.parquet")
+    for location in (tmp_path / "idx", tmp_path / "int.parquet", tmp_path / "float.parquet"):
+        (chunk,) = open_input(location).iter_chunks()
+        assert "x" not in vars(chunk)  # nothing converted yet
+        np.testing.assert_array_equal(chunk.u8, flat)  # the 256 levels, exactly
+        np.testing.assert_array_equal(chunk.x, as_unit_pixels(flat, "f"))
+        assert chunk.x.dtype == np.float32 and len(chunk) == 20
+    (chunk,) = open_input(tmp_path / "idx").iter_chunks()
+    assert chunk.pixels.dtype == np.uint8 and chunk.u8 is chunk.pixels  # no copy for ingest
+    pd.DataFrame({"pixels": list(flat.astype(np.int64) + 1)}).to_parquet(tmp_path / "big.parquet")
+    with pytest.raises(InputError, match="integer pixels must be in 0-255, found 1..256"):
+        list(open_input(tmp_path / "big.parquet").iter_chunks())

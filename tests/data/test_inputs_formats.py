@@ -73,7 +73,7 @@ def test_a_format_registered_in_one_place_is_read_counted_and_listed(tmp_path, w
     with pytest.raises(ParameterError, match="txt input has no labels"):
         validate_images("batch", str(path), labelled_only=True)
     with pytest.raises(InputError, match="txt input has no labels"):
-        ingestion.read_labelled(found)
+        next(ingestion.labelled_chunks(found))
 
 
 def test_an_unrecognised_input_is_refused_listing_every_format(tmp_path, with_txt):
@@ -104,7 +104,7 @@ def test_formats_in_order_and_only_labelled_ones_for_ingest(tmp_path):
     assert "npy input has no labels" in message
     assert all(f"{name}: " in message for name in ("idx", "png", "parquet"))
     with pytest.raises(InputError, match="npy input has no labels"):
-        ingestion.read_labelled(open_input(tmp_path / "x.npy"))
+        next(ingestion.labelled_chunks(open_input(tmp_path / "x.npy")))
     assert format_of("https://example.org/mnist/").name == "idx"  # recognised, not fetched
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_autoencoder.data.preprocessing import normalize
+from mnist_autoencoder.data.splits import normalize
 from mnist_autoencoder.evaluation.corruptions import (
     CORRUPTIONS,
     MILD,

@@ -5,6 +5,7 @@ state the baseline run left. The synthetic dataset keeps every training run to
 a few seconds.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -74,12 +75,16 @@ def test_changing_the_split_reruns_preprocess_onward(base, change, kept):
     assert states(pipeline(**params | change)) == expect(*rerun)
 
 
-def test_switching_cache_format_reads_parquet_without_retraining(base):
+def test_a_deleted_base_shard_is_rebuilt_and_nothing_downstream_reruns(base):
     params, first = base
-    assert states(pipeline(**params | {"cache_format": "parquet"})) == expect()
-    result = pipeline(**params | {"cache_format": "parquet", "epochs": 4})
-    assert states(result) == expect("train", "evaluate", "analyze", "promote", "report")
-    assert result["metrics"]["test_bce"] < first["metrics"]["test_bce"] * 1.2
+    view = json.loads((Path(first["outputs"]["preprocess"]) / "splits.json").read_text())
+    shard = Path(view["parts"][0]["shard"])
+    shutil.rmtree(shard)
+    result = pipeline(**params | {"epochs": 4})  # train reads the shard again
+    assert states(result) == expect("preprocess", "train", "evaluate", "analyze", "promote",
+                                    "report")
+    assert (shard / "shard.json").is_file()  # rebuilt byte for byte: the same view, same hash
+    assert result["outputs"]["preprocess"] == first["outputs"]["preprocess"]
 
 
 def test_deleted_model_is_rebuilt_not_returned_stale(base):
@@ -96,22 +101,20 @@ def test_deleted_model_is_rebuilt_not_returned_stale(base):
 
 def test_deleted_split_is_rebuilt_and_identical_content_keeps_training_cached(base):
     params, first = base
-    npz = Path(first["outputs"]["preprocess"]) / "splits.npz"
-    npz.unlink()
+    view = Path(first["outputs"]["preprocess"]) / "splits.json"
+    view.unlink()
     result = pipeline(**params)
     assert states(result) == expect("preprocess")  # rebuilt byte for byte: nothing downstream
-    assert npz.is_file()
+    assert view.is_file()
 
 
 def test_corrupted_split_is_detected_by_hash_and_rebuilt(base):
     params, first = base
-    npz = Path(first["outputs"]["preprocess"]) / "splits.npz"
-    with open(npz, "r+b") as handle:  # same size, one byte flipped deep inside
-        handle.seek(npz.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, 1)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    view = Path(first["outputs"]["preprocess"]) / "splits.json"
+    text = view.read_text()
+    view.write_text(text.replace('"val_size": ', '"val_size": 1'))
     assert states(pipeline(**params)) == expect("preprocess")
+    assert view.read_text() == text
 
 
 def test_corrupted_model_and_raw_file_are_detected_by_hash_and_rebuilt(base):

@@ -134,7 +134,7 @@ def test_a_missing_drift_reference_is_one_line_and_exit_2(champion, prefect_api,
 
     processed = Path(champion["data_dir"]) / "processed" / "synthetic"
     elsewhere = tmp_path / "data" / "processed" / "synthetic"
-    for split in processed.glob("*/splits.npz"):  # a split, but not the champion's, no raw files
+    for split in processed.glob("*/splits.json"):  # a split, but not the champion's, no raw files
         shutil.copytree(split.parent, elsewhere / split.parent.name)
     proc, _ = run_cli("--batch", str(synthetic_source), "--dataset", "synthetic",
                       "--data-dir", str(tmp_path / "data"),

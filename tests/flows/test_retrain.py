@@ -6,6 +6,7 @@ previous one left (a new batch, a new run), as a user's history would.
 """
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from mnist_autoencoder.lifecycle.registry import champion_dir, read_champion
 from mnist_autoencoder.scoring.drift import MIN_BATCH
 from tests import helpers
 from tests.helpers import (
+    PROJECT,
+    cli_command,
+    cli_env,
     cli_run,
     expect,
     growing_run,
@@ -35,7 +39,8 @@ DATASET = "synthetic-retrain"
 @pytest.fixture(scope="module")
 def history(prefect_api, tmp_path_factory):
     root = tmp_path_factory.mktemp("retrain")
-    params = growing_run(DATASET, root, n_train=800, val_size=200, warm_epochs=2)
+    params = growing_run(DATASET, root, n_train=800, val_size=200, warm_epochs=2,
+                         warm_replay=300)
     base = pipeline(**params)
     assert set(states(base).values()) == {"ran"} and base["decision"]["promoted"]
     return root, params, base
@@ -71,6 +76,10 @@ def test_a_new_snapshot_is_gated_then_warm_started_from_the_parent(history, pref
     # warm: the parent's weights, warm_epochs at the warm learning rate, recorded as such
     config = json.loads(registry(params)["parameters"].iloc[-1])
     assert config["init"] == "warm" and config["epochs"] == 2 and config["learning_rate"] == 3e-4
+    # it trained on the new batch's training rows plus 300 of the 600 earlier ones, not all
+    rows, counts = config["rows"], config["counts"]
+    assert rows["replay"] == 300 and 150 < rows["new"] < 300
+    assert rows["train"] == rows["new"] + 300 < counts["train"] == 600 + rows["new"]
     last = registry(params).iloc[-1]
     assert last["snapshot"] == snapshot and last["init"] == "warm"
     assert last["parent_model_sha256"] == registry(params)["model_sha256"].iloc[0]
@@ -143,3 +152,23 @@ def test_too_few_new_images_are_not_gated_and_say_why(history):
         f"Drift: not checked ({MIN_BATCH - 10} new images since the parent's snapshot; the "
         f"gate needs at least {MIN_BATCH}: below that the tests have almost no power")
     assert not run["drift"]["checked"] and not run["decision"]["held"]
+
+
+def test_a_changed_batch_shard_is_named_in_one_line_before_any_work(history, prefect_api):
+    _, params, _ = history
+    batches = Path(params["data_dir"]) / "snapshots" / DATASET / "batches"
+    pixels = next(batches.glob("*/images.u8"))
+    original = pixels.read_bytes()
+    stages_before = {p for p in Path(params["artifacts_dir"]).rglob("*") if p.is_dir()}
+    pixels.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    try:  # same size, one bit: only the hash can tell, and it must, though a stamp exists
+        proc = subprocess.run(cli_command(params | {"drift_policy": "record"}), cwd=PROJECT,
+                              env=cli_env(prefect_api), capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        pixels.write_bytes(original)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert lines[-1].startswith("python -m flows.autoencoder: ") and str(pixels) in lines[-1]
+    assert "changed since it was written" in lines[-1]
+    assert {p for p in Path(params["artifacts_dir"]).rglob("*") if p.is_dir()} == stages_before

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.data.splits import normalize  # noqa: E402
 from mnist_autoencoder.models.model import (  # noqa: E402
     EarlyStopping,
     build_autoencoder,
@@ -38,8 +38,8 @@ def test_one_epoch_equals_model_fit_on_the_same_batches(data):
     x_train, _ = data
     ours, _, _ = build_autoencoder(784, 32, 1e-3, seed=5)
     reference, _, _ = build_autoencoder(784, 32, 1e-3, seed=5)
-    train_epoch, _ = make_epoch_functions(ours, tf.constant(x_train), batch_size=64)  # 3 full + 58
-    loss = float(train_epoch(tf.range(len(x_train), dtype=tf.int32)))
+    train_epoch, _ = make_epoch_functions(ours, batch_size=64)  # 3 full + 58
+    loss = float(train_epoch(tf.constant(x_train), tf.range(len(x_train), dtype=tf.int32)))
     history = reference.fit(x_train, x_train, batch_size=64, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)

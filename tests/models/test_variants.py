@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.data.splits import normalize  # noqa: E402
 from mnist_autoencoder.models.model import fit_autoencoder  # noqa: E402
 from mnist_autoencoder.models.trial import VARIANTS  # noqa: E402
 from mnist_autoencoder.models.variants import BUILDERS, JIT_COMPILE, build_variant, image_side  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from mnist_autoencoder.data.preprocessing import normalize  # noqa: E402
+from mnist_autoencoder.data.splits import normalize  # noqa: E402
 from mnist_autoencoder.errors import ParameterError, StateError  # noqa: E402
 from mnist_autoencoder.evaluation.metrics import per_sample_bce, per_sample_mse  # noqa: E402
 from mnist_autoencoder.models.training import train_model  # noqa: E402
