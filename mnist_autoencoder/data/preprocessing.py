@@ -125,7 +125,7 @@ def build_view(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str
                 "snapshot": snapshot["id"] if snapshot else None,
                 "train_subset": train_subset,
                 "image_shape": base.description.get("image_shape", [28, 28]),
-                "counts": counts, "n_features": 784}
+                "counts": counts, "n_features": base.image_bytes}
     view = {"parts": parts, "metadata": metadata, "stamps": str(stamps_dir(data_dir)),
             "subset": "subset.npz" if subset is not None else None}
     return {VIEW_FILE: view, "metadata.json": metadata} | (

@@ -57,10 +57,10 @@ def image_digests(images: np.ndarray) -> np.ndarray:
     One hashlib call per image (about 1.3 us each): slices of one memoryview, not
     numpy rows, so the loop costs little beyond the hashing itself.
     """
-    flat = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), IMAGE_BYTES))
+    flat = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), -1))
     data, sha256 = memoryview(flat.reshape(-1)), hashlib.sha256
-    digests = b"".join([sha256(data[i:i + IMAGE_BYTES]).digest()
-                        for i in range(0, len(data), IMAGE_BYTES)])
+    size = flat.shape[1] if len(flat) else IMAGE_BYTES
+    digests = b"".join([sha256(data[i:i + size]).digest() for i in range(0, len(data), size)])
     return np.frombuffer(digests, np.uint8).reshape(len(flat), HASH_BYTES).copy()
 
 
@@ -86,6 +86,7 @@ class ShardWriter:
         self.handles = {k: open(self.tmp / name, "wb") for k, name in FILES.items()}
         self.digests = {k: hashlib.sha256() for k in FILES}
         self.count = 0
+        self.image_bytes = IMAGE_BYTES  # set by the first rows appended
         self.extra: dict = {}  # more fields for shard.json (the base shard's train_rows)
 
     def __enter__(self) -> ShardWriter:
@@ -100,7 +101,9 @@ class ShardWriter:
                hashes: np.ndarray | None = None) -> None:
         """Add rows: images (n, 784) or (n, 28, 28) uint8, labels (n,), and their digests if
         already known (else computed here)."""
-        images = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(-1, IMAGE_BYTES))
+        images = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), -1))
+        if len(images):
+            self.image_bytes = images.shape[1]
         labels = np.ascontiguousarray(labels, np.uint8).reshape(-1)
         hashes = image_digests(images) if hashes is None else np.ascontiguousarray(hashes,
                                                                                   np.uint8)
@@ -135,7 +138,7 @@ class ShardWriter:
         holds the same content, is kept, and this copy is dropped.
         """
         self._close()
-        description = {"count": self.count, "image_bytes": IMAGE_BYTES,
+        description = {"count": self.count, "image_bytes": self.image_bytes,
                        "files": {FILES[k]: d.hexdigest() for k, d in self.digests.items()}
                        } | self.extra
         text = json.dumps(description, indent=2, sort_keys=True) + "\n"
@@ -183,6 +186,7 @@ class Shard:
         try:
             self.description = json.loads((self.path / DESCRIPTION).read_text())
             self.count = int(self.description["count"])
+            self.image_bytes = int(self.description.get("image_bytes", IMAGE_BYTES))
         except (OSError, ValueError, KeyError) as error:
             raise ShardError(f"{self.path}: not a complete shard ({error}); restore it from "
                              "a backup (shards never change)") from None
@@ -207,7 +211,7 @@ class Shard:
         The file is mapped only while the rows are copied, so the process keeps only
         the copy resident, whatever the shard's size.
         """
-        mapped = self._map("images", IMAGE_BYTES)
+        mapped = self._map("images", self.image_bytes)
         try:
             return np.array(mapped if rows is None else mapped[rows])
         finally:
@@ -250,7 +254,7 @@ def verify(path: str | Path, expected: str, stamps: str | Path | None = None,
                 return shard
         except ValueError:
             pass  # a damaged stamp: hash again
-    sizes = {FILES["images"]: shard.count * IMAGE_BYTES, FILES["labels"]: shard.count,
+    sizes = {FILES["images"]: shard.count * shard.image_bytes, FILES["labels"]: shard.count,
              FILES["hashes"]: shard.count * HASH_BYTES}
     started = time.time_ns()
     for name, digest in shard.description["files"].items():

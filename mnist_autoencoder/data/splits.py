@@ -151,7 +151,8 @@ class SplitView:
     def pixels(self, name: str, ranks: np.ndarray | None = None) -> np.ndarray:
         """uint8 (k, 784) pixels of the rows at sorted ``ranks`` of ``name`` (None: all)."""
         pieces = self._gather(name, ranks, lambda i, shard, rows: shard.images(rows))
-        return np.concatenate(pieces) if pieces else np.empty((0, 784), np.uint8)
+        width = self.shards[0].image_bytes if self.parts else 784
+        return np.concatenate(pieces) if pieces else np.empty((0, width), np.uint8)
 
     def labels(self, name: str, ranks: np.ndarray | None = None) -> np.ndarray:
         labels = {}
