@@ -57,7 +57,8 @@ def image_digests(images: np.ndarray) -> np.ndarray:
     One hashlib call per image (about 1.3 us each): slices of one memoryview, not
     numpy rows, so the loop costs little beyond the hashing itself.
     """
-    flat = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), -1))
+    images = np.asarray(images, np.uint8)
+    flat = np.ascontiguousarray(images.reshape(len(images), -1 if len(images) else IMAGE_BYTES))
     data, sha256 = memoryview(flat.reshape(-1)), hashlib.sha256
     size = flat.shape[1] if len(flat) else IMAGE_BYTES
     digests = b"".join([sha256(data[i:i + size]).digest() for i in range(0, len(data), size)])
@@ -101,7 +102,9 @@ class ShardWriter:
                hashes: np.ndarray | None = None) -> None:
         """Add rows: images (n, 784) or (n, 28, 28) uint8, labels (n,), and their digests if
         already known (else computed here)."""
-        images = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), -1))
+        images = np.asarray(images, np.uint8)
+        images = np.ascontiguousarray(images.reshape(len(images), -1 if len(images)
+                                                     else self.image_bytes))
         if len(images):
             self.image_bytes = images.shape[1]
         labels = np.ascontiguousarray(labels, np.uint8).reshape(-1)
