@@ -75,6 +75,22 @@ def test_a_shard_holds_its_rows_in_order_and_names_each_files_hash(tmp_path, dig
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temporary folder left
 
 
+def test_scattered_rows_are_read_one_window_at_a_time_with_the_same_pixels(
+        tmp_path, digits, monkeypatch):
+    images, labels = digits
+    path, _ = publish(tmp_path, images, labels)
+    flat, mapped = images.reshape(20, 784), []
+    original = np.memmap
+    monkeypatch.setattr(shards, "WINDOW_BYTES", 3 * 784)  # windows of 3 rows
+    monkeypatch.setattr(shards.np, "memmap", lambda *a, **k: mapped.append(k["shape"][0])
+                        or original(*a, **k))
+    rows = np.array([0, 1, 2, 5, 6, 13, 19])
+    np.testing.assert_array_equal(Shard(path).images(rows), flat[rows])
+    assert mapped == [3, 2, 1, 1]  # [0, 3), [5, 7), [13, 14), [19, 20): never the file
+    np.testing.assert_array_equal(Shard(path).images(slice(0, 20, 3)), flat[::3])
+    assert Shard(path).images(np.empty(0, np.int64)).shape == (0, 784)
+
+
 def test_publishing_a_name_that_exists_keeps_the_first(tmp_path, digits):
     images, labels = digits
     first, sha = publish(tmp_path, images, labels)
