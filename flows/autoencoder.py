@@ -66,7 +66,16 @@ def mnist_autoencoder(
     # a run triggered by mnist.snapshot.created gets the event's resource id
     data = data.model_copy(update={"snapshot": snapshot_of(data.snapshot)})
     validate_pipeline(data, training, paths, pipeline)
-    paths = paths.resolved()
+    remote = paths.remote
+    # the folders, or scratch mirrors of storage URLs, pushed back at the end (docs/storage.md)
+    with paths.local() as paths:
+        if remote:  # the state checks, now that the mirror is pulled
+            validate_pipeline(data, training, paths, pipeline)
+        return _pipeline(data, training, paths, pipeline)
+
+
+def _pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
+              pipeline: PipelineConfig) -> dict[str, Any]:
     # gc (make gc) removes nothing this run uses, and waits for it
     with lease(paths.data_dir, {"flow": "mnist-autoencoder", "artifacts_dir": paths.artifacts_dir,
                                 "dataset": data.dataset, "snapshot": data.snapshot}):

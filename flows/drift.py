@@ -35,10 +35,11 @@ def validate_drift(batch: str, dataset: str, paths: PathsConfig) -> None:
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
     validate_paths(paths)
-    read_calibration(scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset,
-                                       "champion"))  # intact and current, before any work
-    problem = reference_problem(resolve_dir(paths.data_dir), dataset)
-    require(problem is None, "data_dir", paths.data_dir, str(problem))
+    if not paths.remote:  # else checked in the flow, once the mirrors are pulled
+        read_calibration(scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)),
+                                           dataset, "champion"))  # intact and current
+        problem = reference_problem(resolve_dir(paths.data_dir), dataset)
+        require(problem is None, "data_dir", paths.data_dir, str(problem))
     if local:  # headers only: the size and the image shape, nothing decoded
         try:
             count = open_input(batch).count()
@@ -60,22 +61,26 @@ def mnist_drift(batch: str, dataset: str = "mnist",
         paths: where data (the champion's validation split) and artifacts are.
     """
     validate_drift(batch, dataset, paths)
-    paths = paths.resolved()
-    stages: list[StageRun] = []
-    chosen = run_stage(resolve_model, stages, dataset=dataset, model="champion",
-                       artifacts_dir=paths.artifacts_dir)
-    found = run_stage(inspect_input, stages, location=batch, data_dir=paths.data_dir)
-    checked = run_stage(drift, stages, model=chosen, location=found["location"],
-                        fingerprint=found["fingerprint"], dataset=dataset,
-                        data_dir=paths.data_dir, artifacts_dir=paths.artifacts_dir)
-    result = checked["drift"]
-    lines = [*format_stages(stages),
-             f"Reference: {result['n_reference']} images, {result['reference']['note']}",
-             f"Batch: {result['n_batch']} images; report {Path(checked['dir']) / 'drift.md'}",
-             *[f"  {reason}" for reason in result["reasons"]],
-             result["line"]]
-    return {"stages": [vars(s) for s in stages], "drift": result["drift"], "result": result,
-            "dir": checked["dir"], "summary": "\n".join(lines)}
+    remote = paths.remote
+    # the folders, or scratch mirrors of storage URLs, pushed back at the end (docs/storage.md)
+    with paths.local() as paths:
+        if remote:  # the state checks, now that the mirrors are pulled
+            validate_drift(batch, dataset, paths)
+        stages: list[StageRun] = []
+        chosen = run_stage(resolve_model, stages, dataset=dataset, model="champion",
+                           artifacts_dir=paths.artifacts_dir)
+        found = run_stage(inspect_input, stages, location=batch, data_dir=paths.data_dir)
+        checked = run_stage(drift, stages, model=chosen, location=found["location"],
+                            fingerprint=found["fingerprint"], dataset=dataset,
+                            data_dir=paths.data_dir, artifacts_dir=paths.artifacts_dir)
+        result = checked["drift"]
+        lines = [*format_stages(stages),
+                 f"Reference: {result['n_reference']} images, {result['reference']['note']}",
+                 f"Batch: {result['n_batch']} images; report {Path(checked['dir']) / 'drift.md'}",
+                 *[f"  {reason}" for reason in result["reasons"]],
+                 result["line"]]
+        return {"stages": [vars(s) for s in stages], "drift": result["drift"], "result": result,
+                "dir": checked["dir"], "summary": "\n".join(lines)}
 
 
 if __name__ == "__main__":

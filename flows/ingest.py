@@ -35,7 +35,12 @@ def mnist_ingest(
         paths: where data and artifacts go.
     """
     validate_ingest(batch, dataset, source, paths)
-    paths = paths.resolved()
+    # the folders, or scratch mirrors of storage URLs, pushed back at the end (docs/storage.md)
+    with paths.local() as paths:
+        return _ingest(batch, dataset, source, paths)
+
+
+def _ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> dict[str, Any]:
     stages: list[StageRun] = []
     raw = run_stage(download, stages, dataset=dataset, source=source, data_dir=paths.data_dir)
     result = run_stage(ingest, stages, raw=raw, batch=batch, dataset=dataset,

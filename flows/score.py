@@ -48,29 +48,34 @@ def mnist_score(
             max_z(bce,mse), bce, mse, kl (docs/scoring.md).
     """
     validate_score(input, dataset, model, fpr, paths, score)
-    paths = paths.resolved()
-    stages: list[StageRun] = []
-    chosen = run_stage(resolve_model, stages, dataset=dataset, model=model,
-                       artifacts_dir=paths.artifacts_dir)
-    found = run_stage(inspect_input, stages, location=input, data_dir=paths.data_dir)
-    common = {"model": chosen, "location": found["location"], "fpr": fpr,
-              "score_name": score, "artifacts_dir": paths.artifacts_dir}
-    if not dask_address():
-        scored = run_stage(score_task, stages, **common, fingerprint=found["fingerprint"])
-    else:  # shards on the cluster's workers, like sweep trials
-        shards = int(os.environ.get(SHARDS_ENV) or 4)
-        futures = [score_task.submit(**common, fingerprint=found["fingerprint"], shard=k,
-                                shards=shards) for k in range(shards)]
-        scored = run_stage(merge, stages, **common, parts=[f.result() for f in futures])
-    scores = str(Path(scored["dir"]) / SCORES_FILE)
-    counts = scored["summary"]
-    lines = [*format_stages(stages),
-             f"Images: {counts['count']}, flagged {counts['flagged']} "
-             f"({counts['flagged_share']:.2%}; expected {fpr:.2%} on data like the training data)",
-             f"Summary: {Path(scored['dir']) / 'summary.html'}",
-             f"Scores: {scores}"]
-    return {"stages": [vars(s) for s in stages], "model": chosen["dir"], "scores": scores,
-            "counts": counts, "summary": "\n".join(lines)}
+    remote = paths.remote
+    # the folders, or scratch mirrors of storage URLs, pushed back at the end (docs/storage.md)
+    with paths.local() as paths:
+        if remote:  # the model's checks, now that the mirrors are pulled
+            validate_score(input, dataset, model, fpr, paths, score)
+        stages: list[StageRun] = []
+        chosen = run_stage(resolve_model, stages, dataset=dataset, model=model,
+                           artifacts_dir=paths.artifacts_dir)
+        found = run_stage(inspect_input, stages, location=input, data_dir=paths.data_dir)
+        common = {"model": chosen, "location": found["location"], "fpr": fpr,
+                  "score_name": score, "artifacts_dir": paths.artifacts_dir}
+        if not dask_address():
+            scored = run_stage(score_task, stages, **common, fingerprint=found["fingerprint"])
+        else:  # shards on the cluster's workers, like sweep trials
+            shards = int(os.environ.get(SHARDS_ENV) or 4)
+            futures = [score_task.submit(**common, fingerprint=found["fingerprint"], shard=k,
+                                    shards=shards) for k in range(shards)]
+            scored = run_stage(merge, stages, **common, parts=[f.result() for f in futures])
+        scores = str(Path(scored["dir"]) / SCORES_FILE)
+        counts = scored["summary"]
+        lines = [*format_stages(stages),
+                 f"Images: {counts['count']}, flagged {counts['flagged']} "
+                 f"({counts['flagged_share']:.2%}; expected {fpr:.2%} on data like the "
+                 "training data)",
+                 f"Summary: {Path(scored['dir']) / 'summary.html'}",
+                 f"Scores: {scores}"]
+        return {"stages": [vars(s) for s in stages], "model": chosen["dir"], "scores": scores,
+                "counts": counts, "summary": "\n".join(lines)}
 
 
 

@@ -72,45 +72,46 @@ def mnist_sweep(
         probe: also fit a linear probe (logistic regression) on each trial's codes.
     """
     validate(data, training, paths, variants, latent_dims, seeds, probe)
-    paths = paths.resolved()
-    stages: list[StageRun] = []
-    _, _, splits = run_data_stages(data, paths, stages)
-    grid = [(variant, size, seed) for variant in variants for size in latent_dims
-            for seed in seeds]
-    grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]
-    common = {"splits": splits, "probe": probe,
-              "artifacts_dir": paths.artifacts_dir}
-    futures = [trial.submit(**common, variant=variant, latent_dim=size, seed=seed,
-                            training=None if variant == REFERENCE else training.model_dump())
-               for variant, size, seed in grid]
-    wait(futures)
-    trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state, "future": f}
-              for (v, d, s), f in zip(grid, futures)]
-    done = [t for t in trials if t["state"].is_completed()]
-    failed = [t for t in trials if not t["state"].is_completed()]
-    outputs = [t["future"].result() for t in done]
-    written = None
-    if outputs:
-        settings = (data.model_dump(include={"dataset", "val_size", "train_subset", "seed"})
-                    | training.model_dump() | {"data": splits["hash"][:16]})
-        written = run_stage(sweep_report, stages, trials=outputs, settings=settings,
-                            artifacts_dir=paths.artifacts_dir)
-    if failed:
-        names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} ({t['state'].name})"
-                          for t in failed)
-        users = all(isinstance(_exception_of(t["future"]), UserError) for t in failed)
-        error = SweepUserError if users else SweepError
-        raise error(f"{len(failed)} of {len(trials)} trials failed: {names}. "
-                    f"The first one's error: {_error_of(failed[0]['future'])}. "
-                    "A rerun retries only the failed trials."
-                    + (f" Report of the others: {written['dir']}" if written else ""))
-    report_path = str(Path(written["dir"]) / "sweep.html")
-    rows = [{k: t[k] for k in ("variant", "latent_dim", "seed")}
-            | {"state": t["state"].name, "metrics": out["metrics"], "dir": out["dir"]}
-            for t, out in zip(done, outputs)]
-    return {"stages": [vars(s) for s in stages], "trials": rows, "report": report_path,
-            "summary_table": written["summary"],
-            "summary": format_sweep_summary(stages, rows, report_path)}
+    # the folders, or scratch mirrors of storage URLs, pushed back at the end (docs/storage.md)
+    with paths.local() as paths:
+        stages: list[StageRun] = []
+        _, _, splits = run_data_stages(data, paths, stages)
+        grid = [(variant, size, seed) for variant in variants for size in latent_dims
+                for seed in seeds]
+        grid += [(REFERENCE, size, seeds[0]) for size in latent_dims]
+        common = {"splits": splits, "probe": probe,
+                  "artifacts_dir": paths.artifacts_dir}
+        futures = [trial.submit(**common, variant=variant, latent_dim=size, seed=seed,
+                                training=None if variant == REFERENCE else training.model_dump())
+                   for variant, size, seed in grid]
+        wait(futures)
+        trials = [{"variant": v, "latent_dim": d, "seed": s, "state": f.state, "future": f}
+                  for (v, d, s), f in zip(grid, futures)]
+        done = [t for t in trials if t["state"].is_completed()]
+        failed = [t for t in trials if not t["state"].is_completed()]
+        outputs = [t["future"].result() for t in done]
+        written = None
+        if outputs:
+            settings = (data.model_dump(include={"dataset", "val_size", "train_subset", "seed"})
+                        | training.model_dump() | {"data": splits["hash"][:16]})
+            written = run_stage(sweep_report, stages, trials=outputs, settings=settings,
+                                artifacts_dir=paths.artifacts_dir)
+        if failed:
+            names = ", ".join(f"{t['variant']}/{t['latent_dim']}/seed {t['seed']} "
+                              f"({t['state'].name})" for t in failed)
+            users = all(isinstance(_exception_of(t["future"]), UserError) for t in failed)
+            error = SweepUserError if users else SweepError
+            raise error(f"{len(failed)} of {len(trials)} trials failed: {names}. "
+                        f"The first one's error: {_error_of(failed[0]['future'])}. "
+                        "A rerun retries only the failed trials."
+                        + (f" Report of the others: {written['dir']}" if written else ""))
+        report_path = str(Path(written["dir"]) / "sweep.html")
+        rows = [{k: t[k] for k in ("variant", "latent_dim", "seed")}
+                | {"state": t["state"].name, "metrics": out["metrics"], "dir": out["dir"]}
+                for t, out in zip(done, outputs)]
+        return {"stages": [vars(s) for s in stages], "trials": rows, "report": report_path,
+                "summary_table": written["summary"],
+                "summary": format_sweep_summary(stages, rows, report_path)}
 
 
 def _exception_of(future) -> BaseException | None:

@@ -12,8 +12,9 @@ training-set size) come from the dataset catalog.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from mnist_autoencoder.lifecycle.registry import (
     POLICIES,
     check_layout,
 )
+from mnist_autoencoder.mirror import is_remote, local_roots, probe
 from mnist_autoencoder.models.training import TrainingConfig
 from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
 
@@ -52,16 +54,36 @@ class DataConfig(_Group):
                           "that `python -m flows.ingest` printed (reproduces that data)")
 
 
-class PathsConfig(_Group):
-    """Where data and artifacts go; relative paths are anchored at the project."""
+DATA_DIR_ENV, ARTIFACTS_DIR_ENV = "MNIST_AE_DATA_DIR", "MNIST_AE_ARTIFACTS_DIR"
 
-    data_dir: str = Field("data", description="where raw and processed data go")
-    artifacts_dir: str = Field("artifacts", description="where models, metrics and reports go")
+
+class PathsConfig(_Group):
+    """Where data and artifacts go: local folders (relative ones anchored at the project) or
+    storage URLs (``s3://bucket/prefix``: docs/storage.md); the defaults come from
+    ``MNIST_AE_DATA_DIR`` and ``MNIST_AE_ARTIFACTS_DIR`` where set (for deployments)."""
+
+    data_dir: str = Field(default_factory=lambda: os.environ.get(DATA_DIR_ENV) or "data",
+                          description="where raw and processed data go: a folder or a URL")
+    artifacts_dir: str = Field(
+        default_factory=lambda: os.environ.get(ARTIFACTS_DIR_ENV) or "artifacts",
+        description="where models, metrics and reports go: a folder or a URL")
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.data_dir) or is_remote(self.artifacts_dir)
 
     def resolved(self) -> PathsConfig:
-        """The same paths, made absolute."""
-        return PathsConfig(data_dir=str(resolve_dir(self.data_dir)),
-                           artifacts_dir=str(resolve_dir(self.artifacts_dir)))
+        """The same paths, local ones made absolute (URLs as they are)."""
+        return PathsConfig(**{name: value if is_remote(value) else str(resolve_dir(value))
+                              for name, value in self.model_dump().items()})
+
+    @contextlib.contextmanager
+    def local(self) -> Iterator[PathsConfig]:
+        """The folders a flow works in: these, resolved, or the scratch mirrors of URLs,
+        pulled now and pushed when the block ends (``mirror.local_roots``)."""
+        resolved = self.resolved()
+        with local_roots(resolved.data_dir, resolved.artifacts_dir) as (data, artifacts):
+            yield PathsConfig(data_dir=data, artifacts_dir=artifacts)
 
 
 def require(condition: bool, name: str, value: Any, allowed: str) -> None:
@@ -99,7 +121,11 @@ def validate_training(training: TrainingConfig) -> None:
 
 
 def validate_paths(paths: PathsConfig) -> None:
+    """Each root is a writable folder, or a store this process can list and write (probed)."""
     for name in ("data_dir", "artifacts_dir"):
+        if is_remote(getattr(paths, name)):
+            probe(getattr(paths, name))
+            continue
         path = resolve_dir(getattr(paths, name))
         existing = next((p for p in (path, *path.parents) if p.exists()), None)
         require(existing is not None and existing.is_dir()
@@ -166,6 +192,8 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
     require(pipeline.drift_policy in POLICIES, "drift_policy", pipeline.drift_policy,
             f"choose one of {list(POLICIES)}")
     validate_paths(paths)
+    if paths.remote:
+        return  # the state is checked in the flow, once its mirror is pulled
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
     from mnist_autoencoder.data.snapshots import resolve
 
@@ -222,6 +250,8 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
     check_fpr(fpr)
     require(score in SCORES, "score", score, f"choose one of {list(SCORES)}")
     validate_paths(paths)
+    if paths.remote:
+        return  # the model is checked in the flow, once its mirror is pulled
     from mnist_autoencoder.scoring.scores import read_calibration
 
     read_calibration(scoring_model_dir(models_dir(resolve_dir(paths.artifacts_dir)), dataset,

@@ -27,6 +27,7 @@ from mnist_autoencoder.data.shards import (
 )
 from mnist_autoencoder.data.splits import SPLIT_CODES, VIEW_FILE
 from mnist_autoencoder.errors import ParameterError
+from mnist_autoencoder.mirror import ensure
 from mnist_autoencoder.paths import location, stamps_dir
 from mnist_autoencoder.storage import sha256_file, sha256_json, write_bytes_atomic
 
@@ -45,6 +46,7 @@ def base_shard(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str
     """The base dataset's shard (built once per raw content; rebuilt if damaged): the shard,
     its hash and how many of its rows come from the train file."""
     path = location("base_shard", data_dir, dataset=dataset, key=sha256_json(source_hashes)[:16])
+    ensure(path)  # from the store, where the data folder is a URL's mirror
     if path.exists():
         try:
             shard = verify(path, shard_sha256(path), stamps_dir(data_dir), "base shard")
@@ -72,6 +74,7 @@ def base_shard(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str
 def _assignment(data_dir: Path, dataset: str, key: str, make) -> tuple[str, str]:
     """An assignment file (one split code per row), written once; its path and hash."""
     path = location("assignment", data_dir, dataset=dataset, key=key)
+    ensure(path)
     if not path.is_file():
         write_bytes_atomic(path, np.ascontiguousarray(make(), np.uint8).tobytes())
     return str(path), sha256_file(path)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_autoencoder.errors import StateError
+from mnist_autoencoder.mirror import ensure
 from mnist_autoencoder.storage import _identity, _umask, sha256_file, write_json_atomic
 
 IMAGE_BYTES = 784
@@ -267,6 +268,7 @@ def verify(path: str | Path, expected: str, stamps: str | Path | None = None,
     since (same stat) is trusted without reading it again.
     """
     path = Path(path)
+    ensure(path)  # from the store, where the data folder is a URL's mirror
     fix = "restore it from a backup (shards never change once written)"
     if not (path / DESCRIPTION).is_file():
         raise ShardError(f"{path}: {what} is missing; {fix}")

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mnist_autoencoder.data.shards import Shard, ShardError, verify
+from mnist_autoencoder.mirror import ensure
 from mnist_autoencoder.storage import sha256_file
 
 SPLITS = ("train", "val", "test")
@@ -84,6 +85,7 @@ class SplitView:
                                  "rebuilds it)") from None
         for part in self.parts:
             path = Path(part["assignment"])
+            ensure(path)
             if not path.is_file() or sha256_file(path) != part["assignment_sha256"]:
                 raise ShardError(f"{path}: the split assignment of {part['id']} is missing or "
                                  "changed; delete it and rerun (preprocess writes it again)")
