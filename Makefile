@@ -18,7 +18,7 @@ QUIET := { grep -v "^WARNING: Location" || true; }
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-.PHONY: help run score ingest drift simulate sweep gc test test-fast lint bench bench-retrain bench-drift bench-growth bench-ingest bench-streaming venv clean-cache server pool deploy worker deployment-run stop
+.PHONY: help run score ingest drift simulate sweep gc test test-fast lint bench bench-retrain bench-drift bench-growth bench-ingest bench-streaming bench-storage venv clean-cache server pool deploy worker deployment-run stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,9 @@ bench-drift: venv  ## the drift gate's false alarms and power on real MNIST (doc
 
 bench-growth: venv ## retrain, from-scratch, disk and ingest at 65k-3M images (docs/growth.md)
 	$(PY) -m benchmarks.growth $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
+
+bench-storage: venv ## the default pipeline on local disk and on S3 (moto), side by side
+	$(PY) -m benchmarks.storage $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 bench-ingest: venv ## ingest 1,000,000 images as Parquet and as IDX: time and memory
 	$(PY) -m benchmarks.ingest $(ARGS)

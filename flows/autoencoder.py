@@ -26,6 +26,7 @@ from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
 from mnist_autoencoder.lifecycle.gc import lease
 from mnist_autoencoder.lifecycle.registry import decision_event
+from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.params import (
     DataConfig,
     PathsConfig,
@@ -113,7 +114,8 @@ def _pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
         written = run_stage(report, stages, raw=raw, splits=splits, trained=trained,
                             evaluation=evaluation, analysis=analysis, decision=decision,
                             drift=gate, artifacts_dir=paths.artifacts_dir)
-        report_path = str(Path(written["dir"]) / "report.html")
+        # on a store: the report's object there (docs/storage.md)
+        report_path = published_url(Path(written["dir"]) / "report.html")
         notes = [f"Training: {'warm start from ' + parent['reason'] if warm else 'from scratch'}",
                  gate["line"],
                  f"Decision: {decision_event(decision)} ({decision['reason']})"]

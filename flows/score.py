@@ -17,6 +17,7 @@ from prefect import flow
 
 from flows.runners import dask_address, task_runner
 from flows.summary import StageRun, format_stages, run_stage
+from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.params import PathsConfig, validate_score
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, DEFAULT_SCORE
 from tasks.score import SCORES_FILE, inspect_input, merge, resolve_model
@@ -66,13 +67,13 @@ def mnist_score(
             futures = [score_task.submit(**common, fingerprint=found["fingerprint"], shard=k,
                                     shards=shards) for k in range(shards)]
             scored = run_stage(merge, stages, **common, parts=[f.result() for f in futures])
-        scores = str(Path(scored["dir"]) / SCORES_FILE)
+        scores = published_url(Path(scored["dir"]) / SCORES_FILE)  # on a store: its object
         counts = scored["summary"]
         lines = [*format_stages(stages),
                  f"Images: {counts['count']}, flagged {counts['flagged']} "
                  f"({counts['flagged_share']:.2%}; expected {fpr:.2%} on data like the "
                  "training data)",
-                 f"Summary: {Path(scored['dir']) / 'summary.html'}",
+                 f"Summary: {published_url(Path(scored['dir']) / 'summary.html')}",
                  f"Scores: {scores}"]
         return {"stages": [vars(s) for s in stages], "model": chosen["dir"], "scores": scores,
                 "counts": counts, "summary": "\n".join(lines)}

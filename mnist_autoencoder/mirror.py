@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from mnist_autoencoder.errors import UserError
-from mnist_autoencoder.storage import atomic_path, sha256_file, write_json_atomic
+from mnist_autoencoder.storage import atomic_dir, atomic_path, sha256_file, write_json_atomic
 
 SCRATCH_ENV = "MNIST_AE_SCRATCH"
+DATA_DIR_ENV, ARTIFACTS_DIR_ENV = "MNIST_AE_DATA_DIR", "MNIST_AE_ARTIFACTS_DIR"
 DEFAULT_SCRATCH = "/tmp/mnist-ae-scratch"
 TREES, OBJECTS = "trees", "objects"
 STATE = ".mirror.json"  # in the scratch folder: the tree pulled, each file's stat
@@ -136,13 +137,16 @@ def filesystem(url: str):
 class Mirror:
     """A remote root, mirrored in a local scratch folder; see the module docstring."""
 
-    def __init__(self, url: str, scratch: str | Path | None = None, since_pull: bool = False):
+    def __init__(self, url: str, scratch: str | Path | None = None, since_pull: bool = False,
+                 overwrite: bool = False):
         self.url = url.rstrip("/")
         self.fs, self.root = filesystem(self.url)
         self.local = Path(scratch) if scratch is not None else default_scratch(self.url)
         # since_pull: push only files written after the pull (a folder shared with
         # other roots, such as Prefect's cache records)
-        self.since_pull = since_pull
+        # overwrite: a file another push changed meanwhile is replaced, not refused (cache
+        # records: two records of one key describe the same outputs)
+        self.since_pull, self.overwrite = since_pull, overwrite
         self.generation, self.tree = 0, {}
         self.pulled_at = 0
         self.stats: dict[str, list] = {}  # relative path -> [sha, size, mtime_ns]
@@ -274,15 +278,24 @@ class Mirror:
         return path
 
     def ensure(self, path: Path) -> bool:
-        """Fetch ``path`` (a file or a folder, under the scratch folder) where the tree has
-        it and this copy does not; True if anything was fetched."""
+        """Fetch ``path`` (a file or a folder, under the scratch folder) where the store has
+        it and this copy does not; True if anything was fetched. A path the pulled tree
+        lacks is looked up in the store's newest tree (another process, a Dask worker,
+        may have published it since)."""
         try:
             relative = Path(path).resolve().relative_to(self.local.resolve()).as_posix()
         except ValueError:
             return False
         prefix = "" if relative == "." else relative + "/"
-        wanted = [r for r in self.tree if r == relative or r.startswith(prefix)]
-        fetched = [self.fetch(r) for r in wanted if self._current(r) != self.tree[r][0]]
+
+        def wanted() -> list[str]:
+            return [r for r in self.tree if r == relative or r.startswith(prefix)]
+
+        if not wanted() and not Path(path).exists():
+            generation, newest = self.newest()
+            if generation > self.generation:
+                self.tree = newest | self.tree  # what this process published stays its own
+        fetched = [self.fetch(r) for r in wanted() if self._current(r) != self.tree[r][0]]
         if fetched:
             self._save_state()
         return bool(fetched)
@@ -327,8 +340,9 @@ class Mirror:
         for _attempt in range(10):
             generation, remote = self.newest()
             if generation != self.generation:  # another push landed since the pull
-                clash = [r for r in changed if remote.get(r) != self.tree.get(r)]
-                if clash:
+                clash = [r for r in changed if remote.get(r) not in (self.tree.get(r),
+                                                                     changed[r])]
+                if clash and not self.overwrite:
                     raise StorageError(
                         f"{self.url}: {clash[0]} was changed by another run since this run "
                         "read it; nothing of this run was published; rerun it (concurrent "
@@ -393,11 +407,47 @@ def mirrored(url: str, scratch: str | Path | None = None, **options: Any) -> Ite
         mirror.push()
 
 
-def location_url(mirror: Mirror, path: str | Path) -> str:
-    """Where a scratch file lives in the store: its object's URL (what a user opens)."""
-    relative = Path(path).resolve().relative_to(mirror.local.resolve()).as_posix()
-    sha = mirror.tree.get(relative, [None])[0] or sha256_file(path)
-    return f"{mirror.url}/{OBJECTS}/{sha[:2]}/{sha}"
+def publish(path: str | Path) -> None:
+    """Push now the open mirror that holds ``path`` (no-op for a local folder): before an
+    event tells other machines about what was just written (a new snapshot)."""
+    for mirror in _OPEN:
+        try:
+            Path(path).resolve().relative_to(mirror.local.resolve())
+        except ValueError:
+            continue
+        mirror.push()
+
+
+def published_url(path: str | Path) -> str:
+    """Where a file of an open mirror's scratch folder is in the store once pushed: its
+    object's URL (the content's hash names it); a local path as it is."""
+    path = Path(path)
+    for mirror in _OPEN:
+        try:
+            path.resolve().relative_to(mirror.local.resolve())
+        except ValueError:
+            continue
+        sha = sha256_file(path)
+        return f"{mirror.url}/{OBJECTS}/{sha[:2]}/{sha}"
+    return str(path)
+
+
+@contextlib.contextmanager
+def task_roots() -> Iterator[None]:
+    """For a task on a Dask worker, which has no mirror open: the mirrors of the URLs in
+    ``MNIST_AE_DATA_DIR`` and ``MNIST_AE_ARTIFACTS_DIR`` (set on every worker), pulled now
+    and pushed when the task's block ends; where a mirror is open (the flow's own process)
+    or the roots are local, nothing. So a worker needs nothing from the disk of the
+    machine that submitted the task."""
+    urls = [os.environ.get(name) or "" for name in (DATA_DIR_ENV, ARTIFACTS_DIR_ENV)]
+    if _OPEN or not any(is_remote(url) for url in urls):
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for url in urls:
+            if is_remote(url):
+                stack.enter_context(mirrored(url))
+        yield
 
 
 @contextlib.contextmanager
@@ -412,12 +462,56 @@ def local_roots(data_dir: str, artifacts_dir: str) -> Iterator[tuple[str, str]]:
     with contextlib.ExitStack() as stack:
         if is_remote(artifacts_dir):
             stack.enter_context(mirrored(artifacts_dir.rstrip("/") + "/.prefect-cache",
-                                         cache_dir(), since_pull=True))
+                                         cache_dir(), since_pull=True, overwrite=True))
         local = {}
         for name, root in (("artifacts", artifacts_dir), ("data", data_dir)):
             local[name] = str(stack.enter_context(mirrored(root)).local) \
                 if is_remote(root) else root
         yield local["data"], local["artifacts"]
+
+
+def fetched(url: str) -> Path:
+    """A store's file or folder (``--input``, ``--batch``), copied into the scratch folder
+    once per version: the same local path on every machine, so that the tasks (a Dask
+    worker's too) each fetch it themselves. Refused in one line if it does not exist."""
+    reader = Mirror(url, default_scratch(url) / "input")
+    try:
+        info = reader._call(lambda: reader.fs.info(reader.root))
+    except FileNotFoundError:
+        raise StorageError(f"{url}: no such object or prefix in the store") from None
+    target = reader.local / reader.root.rsplit("/", 1)[-1]
+    stamp = reader.local.parent / "input.json"
+    version = {k: str(info.get(k)) for k in ("type", "size", "ETag", "LastModified")}
+    if info["type"] == "directory":  # a prefix: its listing is its version
+        listing = reader._call(lambda: reader.fs.find(reader.root, detail=True))
+        version["files"] = sorted((k, str(v.get("ETag")), v.get("size")) for k, v in
+                                  listing.items())
+    try:
+        if json.loads(stamp.read_text()) == version and target.exists():
+            return target
+    except (OSError, ValueError):
+        pass
+    import shutil
+
+    shutil.rmtree(reader.local, ignore_errors=True)
+    reader.local.mkdir(parents=True)
+    if info["type"] == "directory":
+        with atomic_dir(target) as tmp:
+            for key in listing:
+                inside = tmp / Path(key).relative_to(reader.root)
+                inside.parent.mkdir(parents=True, exist_ok=True)
+                reader._call(lambda k=key, t=inside: reader.fs.get_file(k, str(t)))
+    else:
+        with atomic_path(target) as tmp:
+            reader._call(lambda: reader.fs.get_file(reader.root, str(tmp)))
+    write_json_atomic(stamp, version)
+    return target
+
+
+def read_bytes(url: str) -> bytes:
+    """One object of a store (a dataset's file under ``--source s3://...``)."""
+    reader = Mirror(url, default_scratch(url))
+    return reader._call(lambda: reader.fs.cat_file(reader.root))
 
 
 def probe(url: str) -> None:

@@ -30,7 +30,13 @@ from mnist_autoencoder.lifecycle.registry import (
     POLICIES,
     check_layout,
 )
-from mnist_autoencoder.mirror import is_remote, local_roots, probe
+from mnist_autoencoder.mirror import (
+    ARTIFACTS_DIR_ENV,
+    DATA_DIR_ENV,
+    is_remote,
+    local_roots,
+    probe,
+)
 from mnist_autoencoder.models.training import TrainingConfig
 from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
 
@@ -52,9 +58,6 @@ class DataConfig(_Group):
                       "weight initialisation and the batch order)")
     snapshot: str = Field("latest", description="which snapshot of the dataset: latest, or an id "
                           "that `python -m flows.ingest` printed (reproduces that data)")
-
-
-DATA_DIR_ENV, ARTIFACTS_DIR_ENV = "MNIST_AE_DATA_DIR", "MNIST_AE_ARTIFACTS_DIR"
 
 
 class PathsConfig(_Group):
@@ -95,7 +98,7 @@ def validate_source(dataset: str, source: str | None) -> None:
     """The dataset is in the catalog and its source, if local, is a directory."""
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
-    if source and not is_url(source):
+    if source and not is_url(source) and not is_remote(source):
         directory = local_source_dir(source)
         require(directory.is_dir(), "source", source,
                 f"{directory} is not a directory; give a directory or file:// URL holding "
@@ -230,7 +233,7 @@ def validate_images(name: str, location: str, labelled_only: bool = False) -> No
     """
     allowed = "give one of the input formats: " + describe_formats(labelled_only)
     require(bool(location), name, location, allowed)
-    if not is_url(location):
+    if not is_remote(location) and not is_url(location):
         require(Path(location).expanduser().exists(), name, location, "no such file or directory")
     found = format_of(location) if labelled_only else None
     require(found is None or found.labelled, name, location,

@@ -302,7 +302,10 @@ def write_parquet_stream(path: str | Path, tables: Iterable[Any],
 
 def invalid_outputs(outputs: Mapping[str, Any]) -> list[str]:
     """Return the files of ``describe_outputs``'s value that are missing or changed."""
+    from mnist_autoencoder.mirror import ensure  # (mirror uses this module)
+
     directory = Path(outputs["dir"])
+    ensure(directory)  # from the store, where the folder is in a URL's mirror
     problems = []
     for name, expected in outputs["files"].items():
         path = directory / name

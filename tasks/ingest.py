@@ -21,6 +21,7 @@ from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.data.pixels import InputError
 from mnist_autoencoder.data.preprocessing import base_shard
+from mnist_autoencoder.mirror import publish
 from mnist_autoencoder.paths import download_dir
 from mnist_autoencoder.storage import require_valid, sha256_file
 
@@ -52,6 +53,7 @@ def ingest(raw: dict[str, Any], batch: str, dataset: str, data_dir: str) -> dict
         folder = ingestion.quarantine(Path(data_dir), files, batch, str(exc))
         raise InputError(f"{exc} (batch refused; kept with the reason in {folder})") from None
     if result.created:
+        publish(data_dir)  # on a store: the snapshot is there before the event says so
         emit_event(event=EVENT,
                    resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{result.snapshot}",
                              "prefect.resource.name": result.snapshot, "dataset": dataset},

@@ -17,6 +17,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from mnist_autoencoder.data.splits import Split, SplitView, load_splits
+from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.paths import checkpoint_path, index_path
 from mnist_autoencoder.storage import (
     atomic_dir,
@@ -89,9 +90,10 @@ class StageIO:
     def publish(self, key: str, name: str, description: str) -> Path:
         """Publish one written file as a Prefect link artifact (the UI opens it offline)."""
         path = self.dir / name
-        create_link_artifact(key=key, link=path.as_uri(), link_text=name,
-                             description=description)
-        self.log(f"{description}: {path}")
+        where = published_url(path)  # on a store: its object there
+        create_link_artifact(key=key, link=where if where != str(path) else path.as_uri(),
+                             link_text=name, description=description)
+        self.log(f"{description}: {where}")
         return path
 
 

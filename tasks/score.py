@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_dir
+from mnist_autoencoder.mirror import task_roots
 from mnist_autoencoder.paths import download_dir, is_url, models_dir, stage_root
 from mnist_autoencoder.reports.score import summary_files
 from mnist_autoencoder.scoring.batch import Summary, new_summary, score_chunks
@@ -56,18 +57,19 @@ def score(model: dict[str, Any], location: str, fingerprint: str, fpr: float,
 
     A whole input also gets its summary; a shard gets ``summary.npz`` for ``merge``.
     """
-    io = StageIO(stage_root(artifacts_dir, "score"), model)
-    scorer = load_scorer(model["dir"])
-    summary = new_summary(scorer, fpr, score_name)
-    chunks = open_input(location).iter_chunks(shard=shard, shards=shards)
-    with io.streaming() as tmp:
-        _write_tables(tmp / SCORES_FILE, score_chunks(scorer, chunks, summary, score_name))
-        io.put(tmp, _summary_outputs(scorer, summary, model, location, score_name)
-               if shards == 1
-               else {"summary.npz": summary.to_arrays()})
-    if shards > 1:
-        return io.describe(count=summary.count)
-    return _published(io, io.describe(summary=summary.as_json()), fpr)
+    with task_roots():  # on a Dask worker: the store's mirrors (docs/storage.md)
+        io = StageIO(stage_root(artifacts_dir, "score"), model)
+        scorer = load_scorer(model["dir"])
+        summary = new_summary(scorer, fpr, score_name)
+        chunks = open_input(location).iter_chunks(shard=shard, shards=shards)
+        with io.streaming() as tmp:
+            _write_tables(tmp / SCORES_FILE, score_chunks(scorer, chunks, summary, score_name))
+            io.put(tmp, _summary_outputs(scorer, summary, model, location, score_name)
+                   if shards == 1
+                   else {"summary.npz": summary.to_arrays()})
+        if shards > 1:
+            return io.describe(count=summary.count)
+        return _published(io, io.describe(summary=summary.as_json()), fpr)
 
 
 @task(**stage_task_options("score_merge", ignore=("location",)))

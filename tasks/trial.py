@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import task
 
+from mnist_autoencoder.mirror import task_roots
 from mnist_autoencoder.models.trial import REFERENCE, run_trial
 from mnist_autoencoder.paths import stage_root
 from tasks.caching import stage_task_options
@@ -22,9 +23,10 @@ from tasks.io import StageIO, read_splits
 def trial(splits: dict[str, Any], variant: str, latent_dim: int, seed: int,
           training: dict[str, Any] | None, probe: bool, artifacts_dir: str) -> dict[str, Any]:
     """Train and score one sweep trial; return ``{dir, files, hash, metrics}``."""
-    io = StageIO(stage_root(artifacts_dir, "trial"), splits)
-    names = ("train", "test") if variant == REFERENCE else ("train", "val", "test")
-    outputs, metrics = run_trial(read_splits(splits, names), variant=variant,
-                                 latent_dim=latent_dim, seed=seed, training=training,
-                                 probe=probe, checkpoint=io.checkpoint, log=io.log)
-    return io.write(outputs, metrics=metrics)
+    with task_roots():  # on a Dask worker: the store's mirrors (docs/storage.md)
+        io = StageIO(stage_root(artifacts_dir, "trial"), splits)
+        names = ("train", "test") if variant == REFERENCE else ("train", "val", "test")
+        outputs, metrics = run_trial(read_splits(splits, names), variant=variant,
+                                     latent_dim=latent_dim, seed=seed, training=training,
+                                     probe=probe, checkpoint=io.checkpoint, log=io.log)
+        return io.write(outputs, metrics=metrics)

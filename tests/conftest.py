@@ -55,6 +55,25 @@ def synthetic_source(session_dir):
     return directory
 
 
+@pytest.fixture(scope="session")
+def s3(session_dir):
+    """A real S3 endpoint (moto's server on loopback) for the session, its standard
+    variables set (AWS_ENDPOINT_URL, a key pair), and a scratch folder of the session's."""
+    from tests.s3 import S3Server
+
+    server = S3Server(session_dir / "moto.log")
+    env = server.env | {"MNIST_AE_SCRATCH": str(session_dir / "scratch")}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
 @pytest.fixture
 def mnist_mirror():
     if not (MNIST_MIRROR / "train-images-idx3-ubyte.gz").exists():

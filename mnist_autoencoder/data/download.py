@@ -24,6 +24,7 @@ from typing import Any
 from mnist_autoencoder import paths
 from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.errors import DataError, UserError
+from mnist_autoencoder.mirror import is_remote, read_bytes
 from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
 
@@ -50,7 +51,7 @@ def source_bases(dataset: str, source: str | None) -> list[str]:
     """Base locations to try, in order: ``source`` alone if given, else the public mirrors."""
     if not source:
         return list(get_dataset(dataset).mirrors)
-    if is_url(source):
+    if is_url(source) or is_remote(source):
         return [source if source.endswith("/") else source + "/"]
     return [str(local_source_dir(source))]
 
@@ -116,6 +117,8 @@ def fetch_with_retries(
 
 
 def fetch_file(base: str, name: str, **fetch_options: Any) -> bytes:
+    if is_remote(base) and not is_url(base):  # a store (s3://...): retried there
+        return read_bytes(base + name)
     if is_url(base):
         return fetch_with_retries(urllib.parse.urljoin(base, name), **fetch_options)
     return (Path(base) / name).read_bytes()

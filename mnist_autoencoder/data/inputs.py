@@ -30,6 +30,7 @@ from mnist_autoencoder.data.pixels import (
     as_unit_pixels,
     checked_labels,
 )
+from mnist_autoencoder.mirror import fetched, is_remote
 from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import sha256_file, sha256_json
 
@@ -438,6 +439,8 @@ def formats_table() -> str:
 def format_of(location: str | Path) -> Format | None:
     """The first format that recognises ``location`` (a URL or an existing path), or None."""
     text = str(location)
+    if is_remote(text) and not is_url(text):  # a store's object or prefix (s3://...)
+        text = str(fetched(text))
     if not is_url(text):
         path = Path(text).expanduser()
         if not path.exists():
@@ -452,6 +455,8 @@ def open_input(location: str | Path, download_dir: Path | None = None) -> Input:
     ``download_dir``: where a URL's files are downloaded to.
     """
     text = str(location)
+    if is_remote(text) and not is_url(text):  # a store's object or prefix (s3://...)
+        text = str(fetched(text))
     if not is_url(text):
         path = Path(text).expanduser()
         if not path.exists():
