@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows.runners import dask_address
 from mnist_autoencoder.errors import UserError
+from mnist_autoencoder.mirror import TRANSFERS
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -217,3 +218,5 @@ def main(flow, validate: Callable[..., None], argv: Sequence[str] | None = None,
         print(f"\n{flow.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     print("\n" + result["summary"])
+    for line in TRANSFERS:  # on a store: what the flow pulled and pushed (docs/storage.md)
+        print(f"Storage: {line}")

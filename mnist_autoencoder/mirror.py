@@ -150,18 +150,23 @@ class Mirror:
         self.generation, self.tree = 0, {}
         self.pulled_at = 0
         self.stats: dict[str, list] = {}  # relative path -> [sha, size, mtime_ns]
+        # what this process moved: files and bytes fetched (pull and ensure) and uploaded
+        self.moved = {"fetched": 0, "fetched_bytes": 0, "uploaded": 0, "uploaded_bytes": 0}
 
     # ---- calls on the store, retried and explained -----------------------------
 
     def _call(self, fn: Callable[[], Any], writing: bool = False) -> Any:
         """``fn()``, retried with backoff on network errors; a failure becomes one line.
-        FileNotFoundError passes through (the caller knows what a missing key means)."""
+        FileNotFoundError and FileExistsError pass through (the caller knows what a
+        missing key, or a conditional write refused, means)."""
         for pause in (*RETRIES, None):
             try:
                 return fn()
             except FileNotFoundError as error:
                 if "NoSuchBucket" in str(error) or "bucket does not exist" in str(error):
                     raise StorageError(_explain(self.url, error, writing)) from None
+                raise
+            except FileExistsError:  # a conditional write refused (If-None-Match)
                 raise
             except Exception as error:  # noqa: BLE001 - translated into one line below
                 if _transient(error) and pause is not None:
@@ -275,6 +280,8 @@ class Mirror:
                                    "the store was changed outside this project")
         info = path.stat()
         self.stats[relative] = [sha, info.st_size, info.st_mtime_ns]
+        self.moved["fetched"] += 1
+        self.moved["fetched_bytes"] += size
         return path
 
     def ensure(self, path: Path) -> bool:
@@ -337,6 +344,8 @@ class Mirror:
                 self._call(lambda k=key, r=relative: self.fs.put_file(str(self.local / r), k),
                            writing=True)
                 uploaded += 1
+                self.moved["uploaded"] += 1
+                self.moved["uploaded_bytes"] += _size
         for _attempt in range(10):
             generation, remote = self.newest()
             if generation != self.generation:  # another push landed since the pull
@@ -364,10 +373,8 @@ class Mirror:
         body = json.dumps({"generation": generation, "files": tree}, sort_keys=True).encode()
         try:
             self._call(lambda: self.fs.pipe_file(key, body, IfNoneMatch="*"), writing=True)
-        except StorageError as error:
-            if "PreconditionFailed" in str(error) or "412" in str(error):
-                return False
-            raise
+        except FileExistsError:  # s3fs's name for S3's PreconditionFailed
+            return False
         except TypeError:  # a filesystem without conditional writes
             if self._exists_quiet(key):
                 return False
@@ -388,8 +395,24 @@ _OPEN: list[Mirror] = []
 
 def ensure(path: str | Path) -> None:
     """Make ``path`` present locally if an open mirror's tree has it (no-op otherwise)."""
+    if not _OPEN or Path(path).is_file():
+        return
     for mirror in _OPEN:
         mirror.ensure(Path(path))
+
+
+def stored_sha256(path: str | Path) -> str | None:
+    """The SHA-256 an open mirror's tree records for ``path`` (a file of its scratch folder
+    that may not be fetched yet), or None: what a shard is verified against without
+    fetching its pixels."""
+    for mirror in _OPEN:
+        try:
+            relative = Path(path).resolve().relative_to(mirror.local.resolve()).as_posix()
+        except ValueError:
+            continue
+        if relative in mirror.tree:
+            return mirror.tree[relative][0]
+    return None
 
 
 @contextlib.contextmanager
@@ -397,14 +420,27 @@ def mirrored(url: str, scratch: str | Path | None = None, **options: Any) -> Ite
     """A mirror of ``url``: probed, pulled, open for ``ensure``; pushed when the block ends,
     also when it fails (what a stage wrote is complete)."""
     mirror = Mirror(url, scratch, **options)
+    started = time.perf_counter()
     mirror.probe()
     mirror.pull()
+    pulled = time.perf_counter() - started
     _OPEN.append(mirror)
     try:
         yield mirror
     finally:
         _OPEN.remove(mirror)
+        started = time.perf_counter()
         mirror.push()
+        TRANSFERS.append(f"{mirror.url}: tree {mirror.generation} of {len(mirror.tree)} files; "
+                         f"fetched {mirror.moved['fetched']} "
+                         f"({mirror.moved['fetched_bytes'] / 1e6:.1f} MB), uploaded "
+                         f"{mirror.moved['uploaded']} ({mirror.moved['uploaded_bytes'] / 1e6:.1f}"
+                         f" MB); pull {pulled:.1f} s, push {time.perf_counter() - started:.1f} s")
+
+
+# What the mirrors of this process moved, one line each, as they close (``local_roots``
+# clears it when a flow starts; the flows print it under their summary).
+TRANSFERS: list[str] = []
 
 
 def publish(path: str | Path) -> None:
@@ -459,6 +495,7 @@ def local_roots(data_dir: str, artifacts_dir: str) -> Iterator[tuple[str, str]]:
     artifacts, records: nothing is named before it is published."""
     from mnist_autoencoder.paths import cache_dir
 
+    TRANSFERS.clear()
     with contextlib.ExitStack() as stack:
         if is_remote(artifacts_dir):
             stack.enter_context(mirrored(artifacts_dir.rstrip("/") + "/.prefect-cache",

@@ -178,3 +178,16 @@ def test_the_same_bytes_pushed_from_two_machines_merge_and_records_may_be_overwr
     tree = Mirror(f"s3://{bucket}/m", tmp_path / "d").newest()[1]
     assert sorted(tree) == ["one", "train/key/model.keras", "two"]
     assert tree["one"] == records.tree["one"]
+
+
+def test_pushes_racing_for_one_generation_all_land(s3, bucket, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    mirrors = [Mirror(f"s3://{bucket}/race", tmp_path / str(k)) for k in range(4)]
+    for k, m in enumerate(mirrors):
+        m.pull()
+        write(m.local, {f"score/part-{k}/summary.npz": str(k)})
+    with ThreadPoolExecutor(4) as pool:  # all four read generation 0, then race for 1
+        list(pool.map(Mirror.push, mirrors))
+    generation, tree = Mirror(f"s3://{bucket}/race", tmp_path / "r").newest()
+    assert generation == 4 and sorted(tree) == [f"score/part-{k}/summary.npz" for k in range(4)]

@@ -46,7 +46,7 @@ def base_shard(data_dir: Path, dataset: str, raw_dir: Path, files: dict[str, str
     """The base dataset's shard (built once per raw content; rebuilt if damaged): the shard,
     its hash and how many of its rows come from the train file."""
     path = location("base_shard", data_dir, dataset=dataset, key=sha256_json(source_hashes)[:16])
-    ensure(path)  # from the store, where the data folder is a URL's mirror
+    ensure(path / "shard.json")  # from the store, where the data folder is a URL's mirror
     if path.exists():
         try:
             shard = verify(path, shard_sha256(path), stamps_dir(data_dir), "base shard")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_autoencoder.errors import StateError
-from mnist_autoencoder.mirror import ensure
+from mnist_autoencoder.mirror import ensure, stored_sha256
 from mnist_autoencoder.storage import _identity, _umask, sha256_file, write_json_atomic
 
 IMAGE_BYTES = 784
@@ -197,7 +197,13 @@ class Shard:
             raise ShardError(f"{self.path}: not a complete shard ({error}); restore it from "
                              "a backup (shards never change)") from None
 
+    def _file(self, key: str) -> Path:
+        """One of the shard's files, fetched first where it is in a store's mirror."""
+        ensure(self.path / FILES[key])
+        return self.path / FILES[key]
+
     def _map(self, key: str, width: int) -> np.ndarray:
+        self._file(key)
         return np.memmap(self.path / FILES[key], np.uint8, "r", shape=(self.count, width))
 
     def mapped_hashes(self) -> np.ndarray:
@@ -205,11 +211,11 @@ class Shard:
         return self._map("hashes", HASH_BYTES)
 
     def labels(self) -> np.ndarray:
-        return np.fromfile(self.path / FILES["labels"], np.uint8)
+        return np.fromfile(self._file("labels"), np.uint8)
 
     def hashes(self) -> np.ndarray:
         """The (n, 32) digests: 32 bytes per image, read in one go."""
-        return np.fromfile(self.path / FILES["hashes"], np.uint8).reshape(-1, HASH_BYTES)
+        return np.fromfile(self._file("hashes"), np.uint8).reshape(-1, HASH_BYTES)
 
     def images(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """A copy of the pixels of ``rows`` (sorted indices, a slice, or all): (k, 784) uint8.
@@ -226,7 +232,7 @@ class Shard:
             if step != 1:
                 return self.images(np.arange(start, stop, step))
             out = np.empty((max(stop - start, 0), width), np.uint8)
-            with open(self.path / FILES["images"], "rb") as handle:
+            with open(self._file("images"), "rb") as handle:
                 handle.seek(start * width)
                 if handle.readinto(memoryview(out).cast("B")) != out.nbytes:
                     raise ShardError(f"{self.path}: {FILES['images']} is shorter than its "
@@ -240,7 +246,7 @@ class Shard:
             first = int(rows[done])
             end = done + int(np.searchsorted(rows[done:], first + window))
             last = int(rows[end - 1]) + 1
-            mapped = np.memmap(self.path / FILES["images"], np.uint8, "r",
+            mapped = np.memmap(self._file("images"), np.uint8, "r",
                                offset=first * width, shape=(last - first, width))
             try:
                 np.take(mapped, rows[done:end] - first, axis=0, out=out[done:end])
@@ -268,7 +274,7 @@ def verify(path: str | Path, expected: str, stamps: str | Path | None = None,
     since (same stat) is trusted without reading it again.
     """
     path = Path(path)
-    ensure(path)  # from the store, where the data folder is a URL's mirror
+    ensure(path / DESCRIPTION)  # from the store, where the data folder is a URL's mirror
     fix = "restore it from a backup (shards never change once written)"
     if not (path / DESCRIPTION).is_file():
         raise ShardError(f"{path}: {what} is missing; {fix}")
@@ -276,6 +282,11 @@ def verify(path: str | Path, expected: str, stamps: str | Path | None = None,
         raise ShardError(f"{path}: {what} changed since it was written (its shard.json's "
                          f"SHA-256 differs from the recorded one); {fix}")
     shard = Shard(path)
+    files = shard.description["files"]
+    if all(stored_sha256(path / name) == digest for name, digest in files.items()):
+        if not any((path / name).exists() for name in files):
+            return shard  # in the store, not fetched yet: each fetch checks its hash
+        ensure(path)  # partly fetched: the rest now
     stamp = Path(stamps) / f"{expected}.json" if stamps is not None else None
     try:
         identities = {name: list(_identity(path / name)) for name in FILES.values()}

@@ -5,6 +5,7 @@ rerun by a worker whose disk is empty, the refusals, and no credentials anywhere
 One bucket for the module; each test builds on the state the previous one left.
 """
 
+import io
 import json
 import os
 import shutil
@@ -84,7 +85,9 @@ def test_a_worker_with_an_empty_disk_reruns_nothing(store, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(summary_states(proc.stdout).values()) == {"cached"}, proc.stdout
     assert "tensorflow" not in proc.stderr.lower()  # a cached run never loads it
-    print(f"cached rerun from an empty disk: {seconds:.1f} s")
+    storage = [line for line in proc.stdout.splitlines() if line.startswith("Storage: ")]
+    print(f"cached rerun from an empty disk: {seconds:.1f} s", *storage, sep="\n")
+    assert len(storage) == 3 and all("uploaded 0 (0.0 MB)" in line for line in storage)
     # what it read: the trees, the small files they name (records, hashes, views), not the
     # shards, which no cached stage opens
     assert not (default_scratch(DATA) / "shards" / DATASET).exists() or not any(
@@ -189,8 +192,11 @@ def test_score_shards_on_dask_workers_whose_disks_hold_nothing_of_the_flows(stor
     assert sum(f.endswith("summary.npz") for f in files) >= 3  # the shards, published by them
     sharded = proc.stdout.strip().splitlines()[-1].removeprefix("Scores: ")
     assert sharded.startswith(f"{ARTIFACTS}/objects/")
-    read = lambda u: pd.read_parquet(  # noqa: E731
-        s3.client().get_object(Bucket=BUCKET, Key=u.removeprefix(f"s3://{BUCKET}/"))["Body"])
+    def read(url):
+        key = url.removeprefix(f"s3://{BUCKET}/")
+        return pd.read_parquet(io.BytesIO(s3.client().get_object(Bucket=BUCKET, Key=key)[
+            "Body"].read()))
+
     key = ["source", "index"]
     pd.testing.assert_frame_equal(
         read(sharded).sort_values(key).reset_index(drop=True),
