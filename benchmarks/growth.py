@@ -2,7 +2,7 @@
 
     python -m benchmarks.growth [--source ../shared/data/mnist]
         [--sizes 65000,370000,1000000,3000000] [--repeats 3] [--batch 5000] [--epochs 10]
-        [--scratch-max 1000000] [--budget-minutes 60] [--replay-at 1000000]
+        [--scratch-max 1000000] [--budget-minutes 60] [--replay-at 1000000] [--grow-args ...]
         [--work /tmp/...] [--keep] [--out artifacts/bench]
 
 One data folder grows through every size, against one Prefect server started for
@@ -272,6 +272,10 @@ def main() -> None:
     parser.add_argument("--promotion-tolerance", type=float, default=0.5,
                         help="of every run: high, so that each retrain is promoted and is the "
                         "next one's parent (the batches move the fixed test BCE)")
+    parser.add_argument("--grow-args", default="",
+                        help="extra options of the warm retrain on each growth batch only, "
+                        "e.g. '--warm-learning-rate 0.001' (the measured retrains keep the "
+                        "defaults)")
     parser.add_argument("--replay-at", default="1000000",
                         help="sizes at which to measure replay samples (empty: none)")
     parser.add_argument("--replay-sizes", default=",".join(map(str, REPLAY_SIZES)))
@@ -345,7 +349,7 @@ def measure_size(size: int, bench: Bench, variants: Variants, args, state: dict,
         state["images"] += entry["grow_ingest"]["new"]
         log(f"{size:,}: ingested in {entry['grow_ingest']['wall']:.0f} s; retraining on it "
             "(the parent of the measured retrains) ...")
-        entry["grow_retrain"] = bench.pipeline(artifacts, cache)
+        entry["grow_retrain"] = bench.pipeline(artifacts, cache, *args.grow_args.split())
     ingests, retrains = [], []
     for k in range(args.repeats):
         state["batches"] += 1
