@@ -118,7 +118,7 @@ def fetch_with_retries(
 
 def fetch_file(base: str, name: str, **fetch_options: Any) -> bytes:
     if is_remote(base) and not is_url(base):  # a store (s3://...): retried there
-        return read_bytes(base + name)
+        return read_bytes(base.rstrip("/") + "/" + name)
     if is_url(base):
         return fetch_with_retries(urllib.parse.urljoin(base, name), **fetch_options)
     return (Path(base) / name).read_bytes()

@@ -20,6 +20,7 @@ from flows.cli import group_params
 from flows.drift import mnist_drift
 from flows.ingest import mnist_ingest
 from flows.score import mnist_score
+from flows.sweep import mnist_sweep
 from mnist_autoencoder.mirror import default_scratch
 from tests import helpers
 from tests.helpers import PROJECT, api, cli_command, expect, pipeline, states, summary_states
@@ -208,14 +209,31 @@ def test_score_shards_on_dask_workers_whose_disks_hold_nothing_of_the_flows(stor
         read(whole["scores"]).sort_values(key).reset_index(drop=True), check_categorical=False)
 
 
-def test_bad_stores_are_refused_in_one_line_and_publish_nothing(store, prefect_api):
+def test_a_sweep_on_s3_publishes_its_trials_and_report(store):
+    s3, root, params = store
+    flat = {k: params[k] for k in ("dataset", "source", "val_size", "batch_size",
+                                   "learning_rate", "data_dir", "artifacts_dir")}
+    result = mnist_sweep(**group_params(mnist_sweep, flat | {
+        "variants": ("shallow",), "latent_dims": (4,), "seeds": (0,), "epochs": 1}))
+    assert [t["state"] for t in result["trials"]] == ["Completed", "Completed"]  # + PCA
+    tree = sorted(k for k in s3.keys(BUCKET) if k.startswith("team/artifacts/trees/"))[-1]
+    files = json.loads(s3.client().get_object(Bucket=BUCKET, Key=tree)["Body"].read())["files"]
+    assert any(f.startswith("trial/") for f in files)
+    assert any(f.endswith("sweep.html") for f in files)
+
+
+def test_bad_stores_are_refused_in_one_line_and_publish_nothing(store, prefect_api, tmp_path):
     s3, root, params = store
     before = s3.keys(BUCKET)
-    for changes, expected in [({"data_dir": "nope://x/data"}, "unknown storage scheme 'nope'"),
-                              ({"artifacts_dir": "s3://no-such-bucket/a"},
-                               "the bucket does not exist")]:
+    no_keys = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+               "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    for changes, env, expected in [
+            ({"data_dir": "nope://x/data"}, {}, "unknown storage scheme 'nope'"),
+            ({"artifacts_dir": "s3://no-such-bucket/a"}, {}, "the bucket does not exist"),
+            ({}, no_keys, "no credentials for the store")]:
         proc = subprocess.run(cli_command(params | changes), cwd=PROJECT,
-                              env=os.environ | {"PREFECT_API_URL": prefect_api},
+                              env=os.environ | {"PREFECT_API_URL": prefect_api} | env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
