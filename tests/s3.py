@@ -78,3 +78,64 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+class Cable:
+    """A TCP relay on loopback in front of a server, that a test can unplug: while
+    ``down``, new connections are accepted and closed at once, and open ones are cut
+    (what a flaky network does to a client)."""
+
+    def __init__(self, port: int):
+        import threading
+
+        self.target, self.down, self._open = port, False, []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def unplug(self) -> None:
+        self.down = True
+        for s in self._open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._open.clear()
+
+    def plug(self) -> None:
+        self.down = False
+
+    def close(self) -> None:
+        self.unplug()
+        self._listener.close()

@@ -191,3 +191,43 @@ def test_pushes_racing_for_one_generation_all_land(s3, bucket, tmp_path):
         list(pool.map(Mirror.push, mirrors))
     generation, tree = Mirror(f"s3://{bucket}/race", tmp_path / "r").newest()
     assert generation == 4 and sorted(tree) == [f"score/part-{k}/summary.npz" for k in range(4)]
+
+
+def test_a_network_cut_partway_through_a_push_is_retried_then_named(s3, bucket, tmp_path,
+                                                                     monkeypatch):
+    import threading
+
+    from tests.s3 import Cable
+
+    cable = Cable(s3.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", cable.url)
+    monkeypatch.setattr(mirror, "RETRIES", (1.0, 2.0))
+    # botocore's own retries (5 attempts by default) would make the last case take 80 s
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    try:
+        m = Mirror(f"s3://{bucket}/net", tmp_path / "a")
+        m.pull()
+        write(m.local, {f"f{k}": str(k) for k in range(4)})
+        put = m.fs.put_file
+        calls = []
+
+        def flaky(*args, **kwargs):  # the cable is cut after the first upload
+            calls.append(args[1])
+            if len(calls) == 2:
+                cable.unplug()
+                threading.Timer(1.5, cable.plug).start()  # back within the retries
+            return put(*args, **kwargs)
+
+        monkeypatch.setattr(m.fs, "put_file", flaky)
+        assert m.push() == {"files": 4, "uploaded": 4}  # retried with backoff, then done
+        assert sorted(Mirror(f"s3://{bucket}/net", tmp_path / "b").newest()[1]) == [
+            "f0", "f1", "f2", "f3"]
+
+        write(m.local, {"g": "g"})
+        cable.unplug()  # and it stays cut
+        with pytest.raises(StorageError, match="could not be reached after 3 attempts"):
+            m.push()
+        cable.plug()
+        assert "g" not in Mirror(f"s3://{bucket}/net", tmp_path / "c").newest()[1]
+    finally:
+        cable.close()
