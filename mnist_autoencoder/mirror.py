@@ -6,7 +6,8 @@ The stages read and write local files, as they always have. With
 
 - **pull**, when a flow starts: the store's newest *tree* names every published
   file with its SHA-256 and size. Small files are fetched at once; the shards, which
-  grow with the data, when first used (``ensure``). Every fetched file is checked
+  grow with the data, and other large files when first used (``ensure``: a shard
+  read, a stage's outputs checked). Every fetched file is checked
   against its hash before it is moved into place.
 - **push**, when the flow ends (also when it fails: what a stage wrote is complete,
   since stages write atomically): the files new or changed since the pull are
@@ -55,6 +56,7 @@ DEFAULT_SCRATCH = "/tmp/mnist-ae-scratch"
 TREES, OBJECTS = "trees", "objects"
 STATE = ".mirror.json"  # in the scratch folder: the tree pulled, each file's stat
 KEEP_TREES = 20  # older trees are removed by the push that writes a new one
+LAZY_BYTES = 1 << 20  # larger files are fetched when first used (``_is_lazy``)
 # Top folders of a root that hold what this machine's runs alone use: leases (make gc),
 # Prefect's lock files.
 LOCAL_ONLY = ("leases", "locks")
@@ -76,10 +78,15 @@ def default_scratch(url: str) -> Path:
     return root / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
-def _is_lazy(relative: str) -> bool:
-    """Shards (base, batches, split assignments) are fetched when first used."""
+def _is_lazy(relative: str, size: int) -> bool:
+    """Fetched when first used (``ensure``: a shard read, a stage's outputs checked): the
+    shards (base, batches, split assignments), which grow with the data, and any other
+    file over ``LAZY_BYTES`` (a corrupted test set, a large input's scores, a report),
+    except the raw files, the models and the content indexes, which are read directly."""
     parts = relative.split("/")
-    return parts[0] == "shards" or (parts[0] == "snapshots" and "batches" in parts[2:3])
+    if parts[0] == "shards" or (parts[0] == "snapshots" and "batches" in parts[2:3]):
+        return True
+    return size > LAZY_BYTES and parts[0] not in ("raw", "models") and "by-content" not in parts
 
 
 def _explain(url: str, error: BaseException, writing: bool) -> str:
@@ -256,8 +263,8 @@ class Mirror:
         self._load_state()
         self.generation, self.tree = self.newest()
         fetched = deferred = 0
-        for relative, (sha, _size) in self.tree.items():
-            if _is_lazy(relative):
+        for relative, (sha, size) in self.tree.items():
+            if _is_lazy(relative, size):
                 deferred += 1
                 continue
             if self._current(relative) != sha:
@@ -463,7 +470,7 @@ def published_url(path: str | Path) -> str:
             path.resolve().relative_to(mirror.local.resolve())
         except ValueError:
             continue
-        sha = sha256_file(path)
+        sha = sha256_file(path) if path.is_file() else stored_sha256(path)
         return f"{mirror.url}/{OBJECTS}/{sha[:2]}/{sha}"
     return str(path)
 

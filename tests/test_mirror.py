@@ -231,3 +231,27 @@ def test_a_network_cut_partway_through_a_push_is_retried_then_named(s3, bucket, 
         assert "g" not in Mirror(f"s3://{bucket}/net", tmp_path / "c").newest()[1]
     finally:
         cable.close()
+
+
+def test_a_cache_check_trusts_the_store_for_large_files_and_a_reader_fetches_them(
+        s3, bucket, tmp_path):
+    import shutil
+
+    from mnist_autoencoder.mirror import LAZY_BYTES, mirrored
+    from mnist_autoencoder.storage import describe_outputs, invalid_outputs
+
+    url, scratch = f"s3://{bucket}/lazy", tmp_path / "scratch"
+    writer = Mirror(url, scratch)
+    writer.pull()
+    write(scratch, {"corrupt/k/images.npz": "x" * (LAZY_BYTES + 1), "corrupt/k/m.json": "{}"})
+    outputs = describe_outputs(scratch / "corrupt/k", ["images.npz", "m.json"])
+    writer.push()
+    shutil.rmtree(scratch)  # another machine: the same scratch path, empty
+    with mirrored(url, scratch) as reader:
+        assert (scratch / "corrupt/k/m.json").is_file()  # small: pulled
+        assert not (scratch / "corrupt/k/images.npz").exists()  # large: when used
+        assert invalid_outputs(outputs, fetch=False) == []  # a cache check: trusted
+        assert not (scratch / "corrupt/k/images.npz").exists()
+        assert invalid_outputs(outputs) == []  # a stage about to read it: fetched, checked
+        assert (scratch / "corrupt/k/images.npz").stat().st_size == LAZY_BYTES + 1
+        assert reader.moved["fetched"] == 2
