@@ -26,7 +26,6 @@ from flows.data import run_data_stages
 from flows.summary import StageRun, format_summary, run_stage
 from mnist_autoencoder.lifecycle.gc import lease
 from mnist_autoencoder.lifecycle.registry import decision_event
-from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.params import (
     DataConfig,
     PathsConfig,
@@ -34,6 +33,7 @@ from mnist_autoencoder.params import (
     TrainingConfig,
     validate_pipeline,
 )
+from mnist_autoencoder.roots import published_url
 from tasks.analyze import analyze
 from tasks.baselines import baselines
 from tasks.corrupt import corrupt

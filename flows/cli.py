@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows.runners import dask_address
 from mnist_autoencoder.errors import UserError
-from mnist_autoencoder.mirror import TRANSFERS
+from mnist_autoencoder.roots import TRANSFERS
 
 USAGE_ERROR = 2
 INTERRUPTED = 130

@@ -17,8 +17,8 @@ from prefect import flow
 
 from flows.runners import dask_address, task_runner
 from flows.summary import StageRun, format_stages, run_stage
-from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.params import PathsConfig, validate_score
+from mnist_autoencoder.roots import published_url
 from mnist_autoencoder.scoring.scores import DEFAULT_FPR, DEFAULT_SCORE
 from tasks.score import SCORES_FILE, inspect_input, merge, resolve_model
 from tasks.score import score as score_task

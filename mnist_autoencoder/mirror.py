@@ -6,7 +6,7 @@ The stages read and write local files, as they always have. With
 
 - **pull**, when a flow starts: the store's newest *tree* names every published
   file with its SHA-256 and size. Small files are fetched at once; the shards, which
-  grow with the data, and other large files when first used (``ensure``: a shard
+  grow with the data, and other large files when first used (``roots.ensure``: a shard
   read, a stage's outputs checked). Every fetched file is checked
   against its hash before it is moved into place.
 - **push**, when the flow ends (also when it fails: what a stage wrote is complete,
@@ -38,7 +38,6 @@ as S3 and moto do); elsewhere the later tree wins.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -47,12 +46,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mnist_autoencoder.errors import UserError
-from mnist_autoencoder.storage import atomic_dir, atomic_path, sha256_file, write_json_atomic
+from mnist_autoencoder.storage import atomic_path, sha256_file, write_json_atomic
+from mnist_autoencoder.store import StorageError, call, default_scratch, filesystem
 
-SCRATCH_ENV = "MNIST_AE_SCRATCH"
-DATA_DIR_ENV, ARTIFACTS_DIR_ENV = "MNIST_AE_DATA_DIR", "MNIST_AE_ARTIFACTS_DIR"
-DEFAULT_SCRATCH = "/tmp/mnist-ae-scratch"
 TREES, OBJECTS = "trees", "objects"
 STATE = ".mirror.json"  # in the scratch folder: the tree pulled, each file's stat
 KEEP_TREES = 20  # older trees are removed by the push that writes a new one
@@ -60,22 +56,6 @@ LAZY_BYTES = 1 << 20  # larger files are fetched when first used (``_is_lazy``)
 # Top folders of a root that hold what this machine's runs alone use: leases (make gc),
 # Prefect's lock files.
 LOCAL_ONLY = ("leases", "locks")
-RETRIES = (1.0, 3.0)  # seconds between our attempts (s3fs retries inside each too)
-
-
-class StorageError(UserError, OSError):
-    """The store cannot be used as given: scheme, bucket, credentials, permissions, network."""
-
-
-def is_remote(location: str | os.PathLike) -> bool:
-    """A URL other than file:// (a local path, or a file:// URL, is used as is)."""
-    text = str(location)
-    return "://" in text and not text.startswith("file://")
-
-
-def default_scratch(url: str) -> Path:
-    root = Path(os.environ.get(SCRATCH_ENV) or DEFAULT_SCRATCH)
-    return root / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
 def _is_lazy(relative: str, size: int) -> bool:
@@ -87,58 +67,6 @@ def _is_lazy(relative: str, size: int) -> bool:
     if parts[0] == "shards" or (parts[0] == "snapshots" and "batches" in parts[2:3]):
         return True
     return size > LAZY_BYTES and parts[0] not in ("raw", "models") and "by-content" not in parts
-
-
-def _explain(url: str, error: BaseException, writing: bool) -> str:
-    """One line for a failed call on the store (s3fs keeps the service's code in the cause)."""
-    name = type(error).__name__
-    text = f"{error} {error.__cause__ or ''}".strip()
-    if "NoCredentials" in name or "Unable to locate credentials" in text:
-        return (f"{url}: no credentials for the store; set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
-    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
-        return f"{url}: the bucket does not exist; create it or fix the URL"
-    if isinstance(error, PermissionError) or "AccessDenied" in text or "Forbidden" in text \
-            or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
-        if any(s in text for s in ("InvalidAccessKeyId", "SignatureDoesNotMatch",
-                                   "security token", "InvalidClientTokenId")):
-            return (f"{url}: the store refused the credentials ({name}); check "
-                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        what = "write to" if writing else "read"
-        return (f"{url}: access denied: cannot {what} this prefix (a read-only prefix, or "
-                "credentials without the permission); give a prefix these credentials "
-                "can write")
-    return (f"{url}: the store could not be reached after {len(RETRIES) + 1} attempts "
-            f"({name}: {str(error).splitlines()[0][:200] if str(error) else 'no detail'}); check "
-            "AWS_ENDPOINT_URL and the network")
-
-
-def _transient(error: BaseException) -> bool:
-    text = f"{type(error).__name__} {error}"
-    if isinstance(error, (FileNotFoundError, PermissionError, StorageError)):
-        return False
-    return any(s in text for s in ("Connect", "Timeout", "timed out", "Connection",
-                                   "EndpointConnection", "ServiceUnavailable", "SlowDown",
-                                   "InternalError", "reset by peer", "Broken pipe"))
-
-
-def filesystem(url: str):
-    """The fsspec filesystem of ``url`` and the path inside it; refused in one line if the
-    scheme is unknown or its library is missing."""
-    import fsspec
-
-    scheme = url.split("://", 1)[0]
-    try:
-        fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
-    except ValueError as error:
-        if "Protocol not known" in str(error) or "not known" in str(error):
-            raise StorageError(f"{url}: unknown storage scheme {scheme!r}; give a local path "
-                               "or a URL fsspec knows (s3://, gs://, az://, ...)") from None
-        raise StorageError(f"{url}: {error}") from None
-    except ImportError as error:
-        raise StorageError(f"{url}: the {scheme}:// scheme needs a library that is not "
-                           f"installed ({error}); pip install it") from None
-    return fs, root.rstrip("/")
 
 
 class Mirror:
@@ -163,27 +91,17 @@ class Mirror:
     # ---- calls on the store, retried and explained -----------------------------
 
     def _call(self, fn: Callable[[], Any], writing: bool = False) -> Any:
-        """``fn()``, retried with backoff on network errors; a failure becomes one line.
-        FileNotFoundError and FileExistsError pass through (the caller knows what a
-        missing key, or a conditional write refused, means)."""
-        for pause in (*RETRIES, None):
-            try:
-                return fn()
-            except FileNotFoundError as error:
-                if "NoSuchBucket" in str(error) or "bucket does not exist" in str(error):
-                    raise StorageError(_explain(self.url, error, writing)) from None
-                raise
-            except FileExistsError:  # a conditional write refused (If-None-Match)
-                raise
-            except Exception as error:  # noqa: BLE001 - translated into one line below
-                if _transient(error) and pause is not None:
-                    time.sleep(pause)
-                    continue
-                raise StorageError(_explain(self.url, error, writing)) from None
-        raise AssertionError("unreachable")
+        return call(self.url, fn, writing)
 
     def _key(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
+
+    def relative(self, path: str | Path) -> str | None:
+        """``path``'s place in the tree if it is under the scratch folder, else None."""
+        try:
+            return Path(path).resolve().relative_to(self.local.resolve()).as_posix()
+        except ValueError:
+            return None
 
     def probe(self) -> None:
         """Refuse, in one line, a store this process cannot list and write."""
@@ -296,9 +214,8 @@ class Mirror:
         it and this copy does not; True if anything was fetched. A path the pulled tree
         lacks is looked up in the store's newest tree (another process, a Dask worker,
         may have published it since)."""
-        try:
-            relative = Path(path).resolve().relative_to(self.local.resolve()).as_posix()
-        except ValueError:
+        relative = self.relative(path)
+        if relative is None:
             return False
         prefix = "" if relative == "." else relative + "/"
 
@@ -345,14 +262,14 @@ class Mirror:
             self._save_state()
             return {"files": 0, "uploaded": 0}
         uploaded = 0
-        for relative, (sha, _size) in changed.items():
+        for relative, (sha, size) in changed.items():
             key = self._key(OBJECTS, sha[:2], sha)
             if not self._exists_quiet(key):
                 self._call(lambda k=key, r=relative: self.fs.put_file(str(self.local / r), k),
                            writing=True)
                 uploaded += 1
                 self.moved["uploaded"] += 1
-                self.moved["uploaded_bytes"] += _size
+                self.moved["uploaded_bytes"] += size
         for _attempt in range(10):
             generation, remote = self.newest()
             if generation != self.generation:  # another push landed since the pull
@@ -393,169 +310,6 @@ class Mirror:
             with contextlib.suppress(StorageError, FileNotFoundError):
                 self._call(lambda g=generation: self.fs.rm_file(
                     self._key(TREES, f"{g:012d}.json")), writing=True)
-
-
-# ---- the mirrors a process has open: what ``ensure`` consults -------------------------
-
-_OPEN: list[Mirror] = []
-
-
-def ensure(path: str | Path) -> None:
-    """Make ``path`` present locally if an open mirror's tree has it (no-op otherwise)."""
-    if not _OPEN or Path(path).is_file():
-        return
-    for mirror in _OPEN:
-        mirror.ensure(Path(path))
-
-
-def stored_sha256(path: str | Path) -> str | None:
-    """The SHA-256 an open mirror's tree records for ``path`` (a file of its scratch folder
-    that may not be fetched yet), or None: what a shard is verified against without
-    fetching its pixels."""
-    for mirror in _OPEN:
-        try:
-            relative = Path(path).resolve().relative_to(mirror.local.resolve()).as_posix()
-        except ValueError:
-            continue
-        if relative in mirror.tree:
-            return mirror.tree[relative][0]
-    return None
-
-
-@contextlib.contextmanager
-def mirrored(url: str, scratch: str | Path | None = None, **options: Any) -> Iterator[Mirror]:
-    """A mirror of ``url``: probed, pulled, open for ``ensure``; pushed when the block ends,
-    also when it fails (what a stage wrote is complete)."""
-    mirror = Mirror(url, scratch, **options)
-    started = time.perf_counter()
-    mirror.probe()
-    mirror.pull()
-    pulled = time.perf_counter() - started
-    _OPEN.append(mirror)
-    try:
-        yield mirror
-    finally:
-        _OPEN.remove(mirror)
-        started = time.perf_counter()
-        mirror.push()
-        TRANSFERS.append(f"{mirror.url}: tree {mirror.generation} of {len(mirror.tree)} files; "
-                         f"fetched {mirror.moved['fetched']} "
-                         f"({mirror.moved['fetched_bytes'] / 1e6:.1f} MB), uploaded "
-                         f"{mirror.moved['uploaded']} ({mirror.moved['uploaded_bytes'] / 1e6:.1f}"
-                         f" MB); pull {pulled:.1f} s, push {time.perf_counter() - started:.1f} s")
-
-
-# What the mirrors of this process moved, one line each, as they close (``local_roots``
-# clears it when a flow starts; the flows print it under their summary).
-TRANSFERS: list[str] = []
-
-
-def publish(path: str | Path) -> None:
-    """Push now the open mirror that holds ``path`` (no-op for a local folder): before an
-    event tells other machines about what was just written (a new snapshot)."""
-    for mirror in _OPEN:
-        try:
-            Path(path).resolve().relative_to(mirror.local.resolve())
-        except ValueError:
-            continue
-        mirror.push()
-
-
-def published_url(path: str | Path) -> str:
-    """Where a file of an open mirror's scratch folder is in the store once pushed: its
-    object's URL (the content's hash names it); a local path as it is."""
-    path = Path(path)
-    for mirror in _OPEN:
-        try:
-            path.resolve().relative_to(mirror.local.resolve())
-        except ValueError:
-            continue
-        sha = sha256_file(path) if path.is_file() else stored_sha256(path)
-        return f"{mirror.url}/{OBJECTS}/{sha[:2]}/{sha}"
-    return str(path)
-
-
-@contextlib.contextmanager
-def task_roots() -> Iterator[None]:
-    """For a task on a Dask worker, which has no mirror open: the mirrors of the URLs in
-    ``MNIST_AE_DATA_DIR`` and ``MNIST_AE_ARTIFACTS_DIR`` (set on every worker), pulled now
-    and pushed when the task's block ends; where a mirror is open (the flow's own process)
-    or the roots are local, nothing. So a worker needs nothing from the disk of the
-    machine that submitted the task."""
-    urls = [os.environ.get(name) or "" for name in (DATA_DIR_ENV, ARTIFACTS_DIR_ENV)]
-    if _OPEN or not any(is_remote(url) for url in urls):
-        yield
-        return
-    with contextlib.ExitStack() as stack:
-        for url in urls:
-            if is_remote(url):
-                stack.enter_context(mirrored(url))
-        yield
-
-
-@contextlib.contextmanager
-def local_roots(data_dir: str, artifacts_dir: str) -> Iterator[tuple[str, str]]:
-    """The local folders a flow works in: each root itself when local; for a URL, its
-    scratch mirror (pulled now, pushed when the block ends), and with a remote artifacts
-    root, Prefect's cache records mirrored under ``<artifacts>/.prefect-cache`` (so that a
-    record written on one machine is a hit on another). Pushed in the order data,
-    artifacts, records: nothing is named before it is published."""
-    from mnist_autoencoder.paths import cache_dir
-
-    TRANSFERS.clear()
-    with contextlib.ExitStack() as stack:
-        if is_remote(artifacts_dir):
-            stack.enter_context(mirrored(artifacts_dir.rstrip("/") + "/.prefect-cache",
-                                         cache_dir(), since_pull=True, overwrite=True))
-        local = {}
-        for name, root in (("artifacts", artifacts_dir), ("data", data_dir)):
-            local[name] = str(stack.enter_context(mirrored(root)).local) \
-                if is_remote(root) else root
-        yield local["data"], local["artifacts"]
-
-
-def fetched(url: str) -> Path:
-    """A store's file or folder (``--input``, ``--batch``), copied into the scratch folder
-    once per version: the same local path on every machine, so that the tasks (a Dask
-    worker's too) each fetch it themselves. Refused in one line if it does not exist."""
-    reader = Mirror(url, default_scratch(url) / "input")
-    try:
-        info = reader._call(lambda: reader.fs.info(reader.root))
-    except FileNotFoundError:
-        raise StorageError(f"{url}: no such object or prefix in the store") from None
-    target = reader.local / reader.root.rsplit("/", 1)[-1]
-    stamp = reader.local.parent / "input.json"
-    version = {k: str(info.get(k)) for k in ("type", "size", "ETag", "LastModified")}
-    if info["type"] == "directory":  # a prefix: its listing is its version
-        listing = reader._call(lambda: reader.fs.find(reader.root, detail=True))
-        version["files"] = sorted((k, str(v.get("ETag")), v.get("size")) for k, v in
-                                  listing.items())
-    try:
-        if json.loads(stamp.read_text()) == version and target.exists():
-            return target
-    except (OSError, ValueError):
-        pass
-    import shutil
-
-    shutil.rmtree(reader.local, ignore_errors=True)
-    reader.local.mkdir(parents=True)
-    if info["type"] == "directory":
-        with atomic_dir(target) as tmp:
-            for key in listing:
-                inside = tmp / Path(key).relative_to(reader.root)
-                inside.parent.mkdir(parents=True, exist_ok=True)
-                reader._call(lambda k=key, t=inside: reader.fs.get_file(k, str(t)))
-    else:
-        with atomic_path(target) as tmp:
-            reader._call(lambda: reader.fs.get_file(reader.root, str(tmp)))
-    write_json_atomic(stamp, version)
-    return target
-
-
-def read_bytes(url: str) -> bytes:
-    """One object of a store (a dataset's file under ``--source s3://...``)."""
-    reader = Mirror(url, default_scratch(url))
-    return reader._call(lambda: reader.fs.cat_file(reader.root))
 
 
 def probe(url: str) -> None:

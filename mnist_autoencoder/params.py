@@ -30,15 +30,11 @@ from mnist_autoencoder.lifecycle.registry import (
     POLICIES,
     check_layout,
 )
-from mnist_autoencoder.mirror import (
-    ARTIFACTS_DIR_ENV,
-    DATA_DIR_ENV,
-    is_remote,
-    local_roots,
-    probe,
-)
+from mnist_autoencoder.mirror import probe
 from mnist_autoencoder.models.training import TrainingConfig
-from mnist_autoencoder.paths import is_url, models_dir, resolve_dir
+from mnist_autoencoder.paths import models_dir, resolve_dir
+from mnist_autoencoder.roots import local_roots
+from mnist_autoencoder.store import ARTIFACTS_DIR_ENV, DATA_DIR_ENV, is_remote
 
 
 class _Group(BaseModel):
@@ -83,7 +79,7 @@ class PathsConfig(_Group):
     @contextlib.contextmanager
     def local(self) -> Iterator[PathsConfig]:
         """The folders a flow works in: these, resolved, or the scratch mirrors of URLs,
-        pulled now and pushed when the block ends (``mirror.local_roots``)."""
+        pulled now and pushed when the block ends (``roots.local_roots``)."""
         resolved = self.resolved()
         with local_roots(resolved.data_dir, resolved.artifacts_dir) as (data, artifacts):
             yield PathsConfig(data_dir=data, artifacts_dir=artifacts)
@@ -98,7 +94,7 @@ def validate_source(dataset: str, source: str | None) -> None:
     """The dataset is in the catalog and its source, if local, is a directory."""
     catalog = datasets()
     require(dataset in catalog, "dataset", dataset, f"choose one of {sorted(catalog)}")
-    if source and not is_url(source) and not is_remote(source):
+    if source and not is_remote(source):  # a URL (http, s3, ...) is checked when fetched
         directory = local_source_dir(source)
         require(directory.is_dir(), "source", source,
                 f"{directory} is not a directory; give a directory or file:// URL holding "
@@ -233,7 +229,7 @@ def validate_images(name: str, location: str, labelled_only: bool = False) -> No
     """
     allowed = "give one of the input formats: " + describe_formats(labelled_only)
     require(bool(location), name, location, allowed)
-    if not is_remote(location) and not is_url(location):
+    if not is_remote(location):
         require(Path(location).expanduser().exists(), name, location, "no such file or directory")
     found = format_of(location) if labelled_only else None
     require(found is None or found.labelled, name, location,

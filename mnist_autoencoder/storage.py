@@ -307,7 +307,7 @@ def invalid_outputs(outputs: Mapping[str, Any], fetch: bool = True) -> list[str]
     with ``fetch=False`` (a cache record checked, nothing read yet) a file not fetched
     is trusted if the store's tree records the expected hash (each fetch checks it).
     """
-    from mnist_autoencoder.mirror import ensure, stored_sha256  # (mirror uses this module)
+    from mnist_autoencoder.roots import ensure, stored_sha256  # (roots uses this module)
 
     directory = Path(outputs["dir"])
     if fetch:

@@ -21,8 +21,8 @@ from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.data.pixels import InputError
 from mnist_autoencoder.data.preprocessing import base_shard
-from mnist_autoencoder.mirror import publish
 from mnist_autoencoder.paths import download_dir
+from mnist_autoencoder.roots import publish
 from mnist_autoencoder.storage import require_valid, sha256_file
 
 EVENT = "mnist.snapshot.created"

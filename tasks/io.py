@@ -17,8 +17,8 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from mnist_autoencoder.data.splits import Split, SplitView, load_splits
-from mnist_autoencoder.mirror import published_url
 from mnist_autoencoder.paths import checkpoint_path, index_path
+from mnist_autoencoder.roots import published_url
 from mnist_autoencoder.storage import (
     atomic_dir,
     describe_outputs,

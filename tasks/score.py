@@ -20,9 +20,9 @@ from prefect.cache_policies import NO_CACHE
 
 from mnist_autoencoder.data.inputs import open_input
 from mnist_autoencoder.lifecycle.registry import champion_files, scoring_model_dir
-from mnist_autoencoder.mirror import task_roots
 from mnist_autoencoder.paths import download_dir, is_url, models_dir, stage_root
 from mnist_autoencoder.reports.score import summary_files
+from mnist_autoencoder.roots import task_roots
 from mnist_autoencoder.scoring.batch import Summary, new_summary, score_chunks
 from mnist_autoencoder.scoring.scores import DEFAULT_SCORE, load_scorer
 from mnist_autoencoder.storage import describe_outputs, write_parquet_stream

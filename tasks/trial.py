@@ -10,9 +10,9 @@ from typing import Any
 
 from prefect import task
 
-from mnist_autoencoder.mirror import task_roots
 from mnist_autoencoder.models.trial import REFERENCE, run_trial
 from mnist_autoencoder.paths import stage_root
+from mnist_autoencoder.roots import task_roots
 from tasks.caching import stage_task_options
 from tasks.io import StageIO, read_splits
 

@@ -9,8 +9,9 @@ import textwrap
 
 import pytest
 
-from mnist_autoencoder import mirror
-from mnist_autoencoder.mirror import Mirror, StorageError
+from mnist_autoencoder import store
+from mnist_autoencoder.mirror import Mirror
+from mnist_autoencoder.store import StorageError
 from tests.helpers import PROJECT
 from tests.s3 import S3Server
 
@@ -123,7 +124,7 @@ def test_bad_stores_are_refused_in_one_line(s3, tmp_path, monkeypatch):
     assert "no credentials" in refused("s3://creds/x")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    monkeypatch.setattr(mirror, "RETRIES", (0.1,))
+    monkeypatch.setattr(store, "RETRIES", (0.1,))
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     assert "could not be reached after 2 attempts" in refused("s3://creds/x")
 
@@ -201,7 +202,7 @@ def test_a_network_cut_partway_through_a_push_is_retried_then_named(s3, bucket, 
 
     cable = Cable(s3.port)
     monkeypatch.setenv("AWS_ENDPOINT_URL", cable.url)
-    monkeypatch.setattr(mirror, "RETRIES", (1.0, 2.0))
+    monkeypatch.setattr(store, "RETRIES", (1.0, 2.0))
     # botocore's own retries (5 attempts by default) would make the last case take 80 s
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     try:
@@ -237,7 +238,8 @@ def test_a_cache_check_trusts_the_store_for_large_files_and_a_reader_fetches_the
         s3, bucket, tmp_path):
     import shutil
 
-    from mnist_autoencoder.mirror import LAZY_BYTES, mirrored
+    from mnist_autoencoder.mirror import LAZY_BYTES
+    from mnist_autoencoder.roots import mirrored
     from mnist_autoencoder.storage import describe_outputs, invalid_outputs
 
     url, scratch = f"s3://{bucket}/lazy", tmp_path / "scratch"

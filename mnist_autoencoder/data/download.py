@@ -24,9 +24,9 @@ from typing import Any
 from mnist_autoencoder import paths
 from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.errors import DataError, UserError
-from mnist_autoencoder.mirror import is_remote, read_bytes
 from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import describe_outputs, sha256_bytes, write_bytes_atomic
+from mnist_autoencoder.store import is_remote, read_bytes
 
 
 class DownloadError(UserError, RuntimeError):
@@ -51,7 +51,7 @@ def source_bases(dataset: str, source: str | None) -> list[str]:
     """Base locations to try, in order: ``source`` alone if given, else the public mirrors."""
     if not source:
         return list(get_dataset(dataset).mirrors)
-    if is_url(source) or is_remote(source):
+    if is_remote(source):  # http(s), s3, ...
         return [source if source.endswith("/") else source + "/"]
     return [str(local_source_dir(source))]
 

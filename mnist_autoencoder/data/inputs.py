@@ -30,9 +30,9 @@ from mnist_autoencoder.data.pixels import (
     as_unit_pixels,
     checked_labels,
 )
-from mnist_autoencoder.mirror import fetched, is_remote
 from mnist_autoencoder.paths import is_url
 from mnist_autoencoder.storage import sha256_file, sha256_json
+from mnist_autoencoder.store import fetched, is_remote
 
 CHUNK = 8192
 PARQUET_BUFFER = 1 << 22

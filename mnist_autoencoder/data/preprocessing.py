@@ -27,8 +27,8 @@ from mnist_autoencoder.data.shards import (
 )
 from mnist_autoencoder.data.splits import SPLIT_CODES, VIEW_FILE
 from mnist_autoencoder.errors import ParameterError
-from mnist_autoencoder.mirror import ensure
 from mnist_autoencoder.paths import location, stamps_dir
+from mnist_autoencoder.roots import ensure
 from mnist_autoencoder.storage import sha256_file, sha256_json, write_bytes_atomic
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_autoencoder.errors import StateError
-from mnist_autoencoder.mirror import ensure, stored_sha256
+from mnist_autoencoder.roots import ensure, stored_sha256
 from mnist_autoencoder.storage import _identity, _umask, sha256_file, write_json_atomic
 
 IMAGE_BYTES = 784
@@ -203,8 +203,7 @@ class Shard:
         return self.path / FILES[key]
 
     def _map(self, key: str, width: int) -> np.ndarray:
-        self._file(key)
-        return np.memmap(self.path / FILES[key], np.uint8, "r", shape=(self.count, width))
+        return np.memmap(self._file(key), np.uint8, "r", shape=(self.count, width))
 
     def mapped_hashes(self) -> np.ndarray:
         """The (n, 32) digests mapped, not read: to look up a few rows of a large shard."""

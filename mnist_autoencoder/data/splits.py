@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mnist_autoencoder.data.shards import Shard, ShardError, verify
-from mnist_autoencoder.mirror import ensure
+from mnist_autoencoder.roots import ensure
 from mnist_autoencoder.storage import sha256_file
 
 SPLITS = ("train", "val", "test")

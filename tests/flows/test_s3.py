@@ -21,7 +21,7 @@ from flows.drift import mnist_drift
 from flows.ingest import mnist_ingest
 from flows.score import mnist_score
 from flows.sweep import mnist_sweep
-from mnist_autoencoder.mirror import default_scratch
+from mnist_autoencoder.store import default_scratch
 from tests import helpers
 from tests.helpers import PROJECT, api, cli_command, expect, pipeline, states, summary_states
 from tests.s3 import SECRET, free_port
