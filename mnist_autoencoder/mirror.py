@@ -38,6 +38,7 @@ as S3 and moto do); elsewhere the later tree wins.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import time
@@ -53,9 +54,10 @@ TREES, OBJECTS = "trees", "objects"
 STATE = ".mirror.json"  # in the scratch folder: the tree pulled, each file's stat
 KEEP_TREES = 20  # older trees are removed by the push that writes a new one
 LAZY_BYTES = 1 << 20  # larger files are fetched when first used (``_is_lazy``)
-# Top folders of a root that hold what this machine's runs alone use: leases (make gc),
-# Prefect's lock files.
-LOCAL_ONLY = ("leases", "locks")
+# What this machine's runs alone use, as patterns of paths in a root: leases (make gc),
+# Prefect's lock files, and this machine's copy of each champion (the database names the
+# champion, the store holds its model by hash: ``lifecycle.registry``).
+LOCAL_ONLY = ("leases/*", "locks/*", "models/*/champion/*", "models/*/champion.displaced-*")
 
 
 def _is_lazy(relative: str, size: int) -> bool:
@@ -240,7 +242,8 @@ class Mirror:
             folders[:] = [f for f in folders if not f.startswith(".")]
             for name in files:
                 relative = Path(parent, name).relative_to(self.local).as_posix()
-                if not name.startswith(".") and relative.split("/")[0] not in LOCAL_ONLY:
+                if not name.startswith(".") and not any(fnmatch.fnmatch(relative, pattern)
+                                                        for pattern in LOCAL_ONLY):
                     yield relative
 
     def changed(self) -> dict[str, list]:

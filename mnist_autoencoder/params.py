@@ -119,8 +119,22 @@ def validate_training(training: TrainingConfig) -> None:
             "must be in (0, 1]")
 
 
-def validate_paths(paths: PathsConfig) -> None:
-    """Each root is a writable folder, or a store this process can list and write (probed)."""
+def validate_paths(paths: PathsConfig, writing: bool = False) -> None:
+    """Each root is a writable folder, or a store this process can list and write (probed);
+    a configured database answers, with a schema this code knows (and takes writes, for a
+    flow that ``writing`` records state). A root on a store needs a configured database."""
+    from mnist_autoencoder import database as db
+
+    url = db.configured_url()
+    if paths.remote and url is None:
+        where = paths.data_dir if is_remote(paths.data_dir) else paths.artifacts_dir
+        raise ParameterError(
+            f"{where} is on a store, so the registry and the manifests need a database that "
+            f"every machine shares: set {db.DATABASE_ENV} (e.g. postgresql://user:password@"
+            "host:5432/mnist_ae; docs/database.md). A SQLite file per machine would give "
+            "each machine its own champion")
+    if url is not None:
+        db.check(url, writing)
     for name in ("data_dir", "artifacts_dir"):
         if is_remote(getattr(paths, name)):
             probe(getattr(paths, name))
@@ -190,7 +204,7 @@ def validate_pipeline(data: DataConfig, training: TrainingConfig, paths: PathsCo
             pipeline.warm_learning_rate, "must be in (0, 1]")
     require(pipeline.drift_policy in POLICIES, "drift_policy", pipeline.drift_policy,
             f"choose one of {list(POLICIES)}")
-    validate_paths(paths)
+    validate_paths(paths, writing=True)
     if paths.remote:
         return  # the state is checked in the flow, once its mirror is pulled
     check_layout(models_dir(resolve_dir(paths.artifacts_dir)))
@@ -261,4 +275,4 @@ def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsCo
     """Raise for the first parameter of the ingest flow that cannot work."""
     validate_source(dataset, source)
     validate_images("batch", batch, labelled_only=True)
-    validate_paths(paths)
+    validate_paths(paths, writing=True)

@@ -65,10 +65,16 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
                       "matches (scratch: safe to delete)"),
     "snapshots": Entry("data", "snapshots/{dataset}", "folder",
                        "a growing dataset: its manifest, batches and lock"),
-    "manifest": Entry("data", "snapshots/{dataset}/manifest.parquet",
-                      "Parquet, one row per accepted batch", "the history of the snapshots"),
+    "manifest": Entry("data", "snapshots/manifest.db",
+                      "SQLite: table batches, one row per accepted batch (docs/database.md)",
+                      "the history of the snapshots, where MNIST_AE_DATABASE_URL is not set"),
+    "legacy_manifest": Entry("data", "snapshots/{dataset}/manifest.parquet",
+                             "Parquet, one row per accepted batch",
+                             "the manifest before the database: imported once, then renamed "
+                             "*.imported"),
     "manifest_lock": Entry("data", "snapshots/{dataset}/.lock", "flock",
-                           "held while the manifest changes"),
+                           "held by an ingest on this machine while it stages a batch "
+                           "(make gc leaves its staging folder alone)"),
     "batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}",
                    "shard (data/shards.py): uint8 images, labels, image hashes",
                    "an accepted batch, stored once (immutable)"),
@@ -97,9 +103,15 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
     "checkpoint": Entry("artifacts", "{stage}/.checkpoints/{key}.npz", "NPZ of weights",
                         "training's per-epoch checkpoint of the run that fills {stage}/{key}"),
     "models": Entry("artifacts", "models", "folder", "the champion registry"),
-    "registry": Entry("models", "registry.parquet", "Parquet, one row per event",
-                      "every champion decision, reinstatement and loss"),
-    "registry_lock": Entry("models", ".lock", "flock", "held during a champion decision"),
+    "registry": Entry("models", "registry.db",
+                      "SQLite: tables decisions and champions (docs/database.md)",
+                      "every champion decision, reinstatement and loss, and each dataset's "
+                      "champion, where MNIST_AE_DATABASE_URL is not set"),
+    "legacy_registry": Entry("models", "registry.parquet", "Parquet, one row per event",
+                             "the registry before the database: imported once, then renamed "
+                             "*.imported"),
+    "registry_lock": Entry("models", ".lock", "flock",
+                           "held during a champion decision on this machine (its champion/)"),
     "champion": Entry("models", "{dataset}/champion", f"{', '.join(MODEL_FILES)}, "
                       f"{CALIBRATION_FILE}, {CHAMPION_INFO}", "the dataset's model in use"),
     "displaced": Entry("models", "{dataset}/champion.displaced-{stamp}", "as it was",

@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,15 +38,17 @@ from mnist_autoencoder.data.shards import (
     sweep,
 )
 from mnist_autoencoder.data.snapshots import (
+    append_row,
     batch_path,
     batch_shards,
-    migrate,
     read_manifest,
     snapshot_id,
 )
+from mnist_autoencoder.database import Conflict
 from mnist_autoencoder.errors import StateError
 from mnist_autoencoder.paths import location
-from mnist_autoencoder.storage import atomic_path, locked, sha256_bytes, sha256_json
+from mnist_autoencoder.roots import publish
+from mnist_autoencoder.storage import locked, sha256_bytes, sha256_json
 
 # Images per chunk read from an input while ingesting: 51 MB of uint8 pixels.
 INGEST_CHUNK = 65_536
@@ -93,11 +96,8 @@ def ingest(data_dir: Path, dataset: str, chunks: Iterable[tuple[np.ndarray, np.n
 
 def _ingest(data_dir: Path, dataset: str, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
             known_shards: list[Shard], source: str, source_files: dict[str, str]) -> Ingested:
-    manifest = read_manifest(data_dir, dataset)
-    if len(manifest) and manifest["payload"].astype(str).str.endswith(".npz").any():
-        migrate(data_dir, dataset)  # batches of the format before shards
-        manifest = read_manifest(data_dir, dataset)
-    ids = list(manifest["batch_id"]) if len(manifest) else []
+    manifest = read_manifest(data_dir, dataset)  # Parquet and NPZ of older versions: imported
+    ids = list(manifest["batch_id"])
     known = DigestIndex.of([*known_shards, *_shards(data_dir, dataset, manifest)])
     batch = DigestIndex()
     offered = 0
@@ -118,7 +118,7 @@ def _ingest(data_dir: Path, dataset: str, chunks: Iterable[tuple[np.ndarray, np.
         known.close()
         if not incoming.count:
             latest = read_manifest(data_dir, dataset)
-            return Ingested(snapshot_id(dataset, list(latest["batch_id"]) if len(latest) else []),
+            return Ingested(snapshot_id(dataset, list(latest["batch_id"])),
                             False, offered, 0, offered, None)
         # published under a hidden name, still locked by the writer until the block ends
         staged, _ = incoming.publish(f".incoming-{incoming.tmp.name.strip('.')}")
@@ -140,47 +140,71 @@ def _shards(data_dir: Path, dataset: str, manifest: pd.DataFrame,
 
 def _append(data_dir: Path, dataset: str, staged: Shard, indexed: set[str], offered: int,
             source: str, source_files: dict[str, str]) -> Ingested:
-    """Under the lock: drop what batches ingested meanwhile hold, move the shard into place,
-    name it in the manifest."""
+    """Drop what batches ingested meanwhile hold, move the shard into place (and push it, on
+    a store), then commit its row as the dataset's next snapshot. Another ingest (on any
+    machine) that commits that place first: compare with its batch too, and try the next."""
     digests = staged.hashes()
+    keep = np.ones(len(digests), bool)
+    current, held = staged.path, np.arange(len(digests))  # a shard and which rows it holds
+    indexed = set(indexed)
+    # this machine's lock: make gc leaves the staging folder alone while it is held
     with locked(location("manifest_lock", data_dir, dataset=dataset)):
-        manifest = read_manifest(data_dir, dataset)
-        ids = list(manifest["batch_id"]) if len(manifest) else []
-        landed = DigestIndex.of(_shards(data_dir, dataset, manifest, skip=indexed))
-        keep = ~landed.contains(digests)
-        landed.close()
-        new = int(keep.sum())
-        if not new:
-            return Ingested(snapshot_id(dataset, ids), False, offered, 0, offered, None)
-        batch_id = sha256_bytes(np.ascontiguousarray(digests[keep]).data)[:16]
-        path = batch_path(data_dir, dataset, batch_id)
-        if path.exists():  # left by an ingest that stopped before the manifest named it
-            shutil.rmtree(path)
         try:
-            if keep.all():  # the common case: the staged shard is the batch, moved, not copied
-                sha = shard_sha256(staged.path)
-                os.replace(staged.path, path)
-            else:
-                labels = staged.labels()
-                with ShardWriter(path.parent) as writer:
-                    rows = np.flatnonzero(keep)
-                    for start in range(0, len(rows), CHUNK_ROWS):
-                        part = rows[start:start + CHUNK_ROWS]
-                        writer.append(staged.images(part), labels[part], digests[part])
-                    path, sha = writer.publish(batch_id)
-            snapshot = snapshot_id(dataset, [*ids, batch_id])
-            row = {"batch_id": batch_id, "snapshot_id": snapshot,
-                   "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                   "source": source, "source_files": json.dumps(source_files, sort_keys=True),
-                   "offered": offered, "new": new, "duplicates": offered - new,
-                   "payload": path.name, "payload_sha256": sha}
-            table = pd.concat([manifest, pd.DataFrame([row])], ignore_index=True)
-            with atomic_path(location("manifest", data_dir, dataset=dataset)) as tmp:
-                table.to_parquet(tmp, index=False)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)  # not named by the manifest: not a batch
-            raise
-    return Ingested(snapshot, True, offered, new, offered - new, batch_id)
+            while True:
+                manifest = read_manifest(data_dir, dataset)
+                ids = list(manifest["batch_id"])
+                landed = DigestIndex.of(_shards(data_dir, dataset, manifest, skip=indexed))
+                keep &= ~landed.contains(digests)
+                landed.close()
+                indexed |= set(ids)
+                new = int(keep.sum())
+                if not new:
+                    return Ingested(snapshot_id(dataset, ids), False, offered, 0, offered, None)
+                batch_id = sha256_bytes(np.ascontiguousarray(digests[keep]).data)[:16]
+                path = batch_path(data_dir, dataset, batch_id)
+                if path != current:
+                    current, held = _place(current, held, np.flatnonzero(keep), digests,
+                                           path, batch_id), np.flatnonzero(keep)
+                publish(path)  # on a store, the batch is there before its row names it
+                snapshot = snapshot_id(dataset, [*ids, batch_id])
+                row = {"seq": len(ids) + 1, "batch_id": batch_id, "snapshot_id": snapshot,
+                       "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       "source": source, "source_files": json.dumps(source_files,
+                                                                    sort_keys=True),
+                       "offered": offered, "new": new, "duplicates": offered - new,
+                       "payload": path.name, "payload_sha256": shard_sha256(path),
+                       "host": socket.gethostname()}
+                try:
+                    append_row(data_dir, dataset, row)
+                    current = None  # named by the manifest: a batch now
+                    return Ingested(snapshot, True, offered, new, offered - new, batch_id)
+                except Conflict:
+                    continue  # another batch took this place: compare with it, try the next
+        finally:
+            if current is not None and current != staged.path:
+                shutil.rmtree(current, ignore_errors=True)  # not named: not a batch
+
+
+def _place(current: Path, held: np.ndarray, wanted: np.ndarray, digests: np.ndarray,
+           path: Path, batch_id: str) -> Path:
+    """Make ``path`` the shard of the ``wanted`` rows (of the staged batch) from ``current``,
+    which holds the ``held`` rows: moved when they are the same rows, else copied; then
+    ``current`` is gone. Returns ``path``."""
+    if path.exists():  # left by an ingest that stopped before the manifest named it
+        shutil.rmtree(path)
+    if len(wanted) == len(held):  # the common case: the staged shard is the batch, moved
+        os.replace(current, path)
+        return path
+    source = Shard(current)
+    labels = source.labels()
+    with ShardWriter(path.parent) as writer:
+        rows = np.searchsorted(held, wanted)
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            writer.append(source.images(rows[part]), labels[rows[part]], digests[wanted[part]])
+        placed, _ = writer.publish(batch_id)
+    shutil.rmtree(current, ignore_errors=True)
+    return placed
 
 
 def _keys(digests: np.ndarray) -> np.ndarray:

@@ -1,16 +1,19 @@
 """Data that grows: a dataset's snapshots, the base dataset plus the batches ingested so far.
 
-Its locations (``paths.CATALOG``, under ``<data>/snapshots/<dataset>/``): the
-``manifest``, one row per accepted batch, in order (the snapshots' history); each
-``batch``, a shard (``data.shards``) of its new images (uint8), labels and content
-hashes, stored once and shared by every snapshot that holds it; the
-``manifest_lock``, held while the manifest changes.
+The manifest, one row per accepted batch in order (the snapshots' history), is the
+``batches`` table of the state database (``database``: by default the SQLite file
+``<data>/snapshots/manifest.db``). Its files (``paths.CATALOG``, under
+``<data>/snapshots/<dataset>/``): each ``batch``, a shard (``data.shards``) of its new
+images (uint8), labels and content hashes, stored once and shared by every snapshot
+that holds it; the ``manifest_lock``, held by an ingest on this machine while it
+stages a batch.
 
 A snapshot is the base dataset (the catalog's pinned files) plus the first k
 batches; its id is ``<dataset>-<hash of that list>``. Batches are immutable:
-their shard is published complete before the manifest names it, and the
-manifest is replaced atomically under a lock, so a crash at any point leaves
-either the old snapshot or the new one, and two ingests at once both land. A
+their shard is published complete (and pushed, on a store) before the manifest's
+row names it, and the row commits as the dataset's next ``seq`` in one transaction,
+so a crash at any point leaves either the old snapshot or the new one, and two
+ingests at once, from any machines, both land, each image once. A
 batch is hashed in full the first time a snapshot uses it on a machine and
 trusted by its unchanged stat afterwards (``shards.verify``); one that changed is
 refused before any work. Batches of the older NPZ format are migrated on first use.
@@ -28,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 
+from mnist_autoencoder import database as db
 from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.data.shards import Shard, ShardWriter, verify
 from mnist_autoencoder.data.splits import SPLIT_CODES
@@ -81,11 +87,66 @@ def snapshot_id(dataset: str, batch_ids: list[str]) -> str:
     return f"{dataset}-" + sha256_json([base_id(dataset), *batch_ids])[:12]
 
 
-def read_manifest(data_dir: Path, dataset: str):
-    """One row per accepted batch (empty before the first); a damaged file refused."""
-    path = location("manifest", data_dir, dataset=dataset)
-    return read_table(path, SnapshotError, "every snapshot of the dataset is in it: restore it "
-                      f"from a backup (its batches are intact in {path.parent / 'batches'})")
+# The manifest's columns, as ``read_manifest`` gives them
+COLUMNS = ["batch_id", "snapshot_id", "time", "source", "source_files", "offered", "new",
+           "duplicates", "payload", "payload_sha256", "seq", "host"]
+
+
+def manifest_url(data_dir: Path, dataset: str) -> str:
+    """The manifests' database: the configured one, or ``manifest.db`` under the data folder.
+
+    A Parquet manifest of the version before the database is imported into it first, once
+    (its NPZ batches migrated to shards before that).
+    """
+    url = db.default_url(location("manifest", data_dir))
+    legacy = location("legacy_manifest", data_dir, dataset=dataset)
+    if legacy.is_file():
+        migrate(data_dir, dataset)
+        _import_parquet(url, legacy, dataset)
+    return url
+
+
+def _import_parquet(url: str, legacy: Path, dataset: str) -> None:
+    table = read_table(legacy, SnapshotError, "every snapshot of the dataset is in it: restore "
+                       f"it from a backup (its batches are intact in {legacy.parent / 'batches'})")
+    sha = sha256_file(legacy)
+    with db.writing(url) as conn:
+        done = conn.execute(sa.select(db.imports.c.sha256).where(
+            db.imports.c.sha256 == sha)).first()
+        if not done:
+            known = conn.execute(sa.select(sa.func.count()).select_from(db.batches).where(
+                db.batches.c.dataset == dataset)).scalar()
+            if known:
+                raise SnapshotError(
+                    f"{legacy}: the database {db.masked(url)} already holds {known} batches of "
+                    f"{dataset}, so this older manifest cannot be imported into it; move "
+                    "the file aside, or point MNIST_AE_DATABASE_URL at the database it "
+                    "belongs to")
+            for seq, row in enumerate(table.to_dict("records"), 1):
+                conn.execute(db.batches.insert().values(
+                    dataset=dataset, seq=seq, host=None,
+                    **{k: db.plain(row[k]) for k in COLUMNS if k not in ("seq", "host")}))
+            conn.execute(db.imports.insert().values(path=str(legacy), sha256=sha,
+                                                    rows=len(table), time=db.now()))
+    legacy.rename(legacy.with_name(legacy.name + ".imported"))
+    if not done:
+        print(f"Imported the {dataset} manifest {legacy} ({len(table)} batches) into "
+              f"{db.masked(url)}; the file is kept as {legacy.name}.imported", flush=True)
+
+
+def read_manifest(data_dir: Path, dataset: str) -> pd.DataFrame:
+    """One row per accepted batch, in order (empty before the first)."""
+    with db.reading(manifest_url(data_dir, dataset)) as conn:
+        found = db.rows(conn, sa.select(*(db.batches.c[name] for name in COLUMNS)).where(
+            db.batches.c.dataset == dataset).order_by(db.batches.c.seq))
+    return pd.DataFrame(found, columns=COLUMNS)
+
+
+def append_row(data_dir: Path, dataset: str, row: dict[str, Any]) -> None:
+    """Commit a batch's row as the dataset's next snapshot, ``row["seq"]``: ``db.Conflict``
+    when another ingest took that place first (compare with its batch, then try the next)."""
+    with db.writing(manifest_url(data_dir, dataset)) as conn:
+        conn.execute(db.batches.insert().values(dataset=dataset, **row))
 
 
 def snapshot_ids(data_dir: Path, dataset: str) -> list[str]:
@@ -101,13 +162,10 @@ def resolve(data_dir: Path, dataset: str, wanted: str = "latest") -> Snapshot:
     if wanted == "latest":
         wanted = ids[-1]
     if wanted not in ids:
-        manifest_path = location("manifest", data_dir, dataset=dataset)
+        where = db.masked(manifest_url(data_dir, dataset))
         raise SnapshotError(f"no snapshot {wanted!r} of {dataset}; known: {', '.join(ids[-5:])} "
-                            f"(the manifest is {manifest_path}; 'latest' is the newest)")
+                            f"(the manifest is in {where}; 'latest' is the newest)")
     rows = manifest.iloc[:ids.index(wanted)].to_dict("records") if len(manifest) else []
-    if any(str(r["payload"]).endswith(".npz") for r in rows):
-        migrate(data_dir, dataset)
-        return resolve(data_dir, dataset, wanted)
     batches = tuple(Batch(r["batch_id"], batch_path(data_dir, dataset, r["batch_id"]),
                           r["payload_sha256"], int(r["new"])) for r in rows)
     for batch in batches:
@@ -130,7 +188,8 @@ def assign_splits(digests: np.ndarray, seed: int, val_share: float) -> np.ndarra
 
 
 def migrate(data_dir: Path, dataset: str) -> int:
-    """Rewrite the batches of the format before shards (NPZ) as shards; return how many.
+    """Rewrite the batches of the format before shards (NPZ), which only a Parquet manifest
+    names, as shards; return how many. (The manifest is imported into the database next.)
 
     Under the manifest's lock: each NPZ is checked against the manifest's hash, written
     as a shard, and the manifest (without its per-image hash lists, which now live in
@@ -138,9 +197,9 @@ def migrate(data_dir: Path, dataset: str) -> int:
     crash at any point leaves a manifest whose every batch is intact. Batch and snapshot
     ids do not change, so the registry's history still matches.
     """
-    manifest_path = location("manifest", data_dir, dataset=dataset)
+    manifest_path = location("legacy_manifest", data_dir, dataset=dataset)
     with locked(location("manifest_lock", data_dir, dataset=dataset)):
-        table = read_manifest(data_dir, dataset)
+        table = read_table(manifest_path, SnapshotError, "restore it from a backup")
         legacy = [i for i, p in enumerate(table.get("payload", [])) if str(p).endswith(".npz")]
         if not legacy:
             return 0

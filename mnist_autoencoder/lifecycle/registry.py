@@ -1,12 +1,17 @@
 """The champion registry: one champion per dataset, replaced only by a model at least as good.
 
-Its locations (``paths.CATALOG``, under ``<artifacts>/models/``): ``registry``, one
-row per event of every dataset (decisions, reinstatements); ``champion``, the model
-in use with its ``champion.json``; ``model_store``, every model ever promoted, kept
-for reinstatement.
+The registry lives in the state database (``database``): one ``decisions`` row per
+event of every dataset (decisions, reinstatements, losses) and one ``champions`` row
+per dataset pointing at the decision whose model is in use. Its files
+(``paths.CATALOG``, under ``<artifacts>/models/``): ``model_store``, every model ever
+promoted, by hash, kept for reinstatement and for other machines; ``champion``, this
+machine's copy of the model in use with its ``champion.json``.
 
-The registry is the source of truth; ``champion/`` is a copy of the model it
-names. A challenger is compared with the champion of its own dataset *on the
+The database is the source of truth; ``champion/`` is a copy of the model it
+names. A promotion commits the decision row and the pointer in one transaction,
+compare-and-swap on the pointer's version: a decision made against a champion
+that another run (on any machine) replaced meanwhile is made again against the
+new one. A challenger is compared with the champion of its own dataset *on the
 same test split* (the champion is re-scored on the challenger's test set) and is
 promoted when its test BCE is at most ``champion * (1 + tolerance)``, unless the
 promotion is held (``hold_reason``: the drift gate tripped on the data it was
@@ -17,9 +22,11 @@ Before each decision the champion is checked as it is now. Deleted, damaged
 (its files fail the hashes in ``champion.json``) or replaced by hand (not the
 model the registry names): it is reinstated from the store (or the run's own
 model directory), whatever stood there is kept aside as
-``champion.displaced-<time>``, and a registry row says so. Every write is
-atomic and every decision holds a lock, so a crash or a second process never
-leaves a half-installed champion.
+``champion.displaced-<time>``, and a registry row says so. Where the database is
+configured (``MNIST_AE_DATABASE_URL``, shared by machines), a missing
+``champion/`` is this machine's first copy, installed from the store without a
+row. Every file write is atomic and this machine's decisions hold a lock on its
+``champion/``, so a crash or a second process never leaves a half-installed champion.
 """
 
 from __future__ import annotations
@@ -27,18 +34,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pandas as pd
+import sqlalchemy as sa
 
+from mnist_autoencoder import database as db
 from mnist_autoencoder.errors import ParameterError, StateError
 from mnist_autoencoder.paths import CALIBRATION_FILE, CHAMPION_INFO, MODEL_FILES, location
+from mnist_autoencoder.roots import ensure
 from mnist_autoencoder.storage import (
     atomic_dir,
-    atomic_path,
     locked,
     read_table,
     sha256_file,
@@ -108,7 +118,7 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class RegistryRow:
-    """One row of ``registry.parquet``: a decision, a reinstatement or a loss. Its schema."""
+    """One row of the registry (``database.decisions``): a decision, a reinstatement or a loss."""
 
     dataset: str
     run_id: str
@@ -132,6 +142,9 @@ class RegistryRow:
     parent_model_sha256: str | None = None
     drift: str | None = None
     drift_policy: str | None = None
+    champion_model_sha256: str | None = None  # the champion a decision was compared with
+    host: str | None = None  # the machine that wrote the row
+    id: int | None = None  # its place in the commit order (set by the database)
 
     @property
     def training(self) -> TrainingRecord | None:
@@ -148,7 +161,11 @@ class RegistryRow:
         """The row that records a repair of this (registered) champion."""
         return RegistryRow(self.dataset, self.run_id, event, _now(), reason, promoted,
                            self.model_path, self.model_sha256,
-                           test_bce=self.test_bce if promoted else None)
+                           test_bce=self.test_bce if promoted else None, host=_host())
+
+    def values(self) -> dict[str, Any]:
+        """The row's columns as the database stores them (the id is its own)."""
+        return {k: db.plain(v) for k, v in asdict(self).items() if k != "id"}
 
 
 class Decision(TypedDict):
@@ -271,24 +288,81 @@ def check_layout(models_dir: Path) -> None:
             "(e.g. mnist) or delete it")
 
 
+def registry_url(models_dir: Path) -> str:
+    """The registry's database: the configured one, or ``registry.db`` under ``models_dir``.
+
+    A Parquet registry of the version before the database is imported into it first, once.
+    """
+    url = db.default_url(location("registry", models_dir))
+    legacy = location("legacy_registry", models_dir)
+    if legacy.is_file():
+        _import_parquet(url, legacy)
+    return url
+
+
+def _import_parquet(url: str, legacy: Path) -> None:
+    """Copy a Parquet registry's rows into the database in one transaction, once (keyed by
+    the file's hash), and set each dataset's pointer to its last champion event; then the
+    file is renamed ``*.imported``."""
+    table = read_table(legacy, RegistryError, "every decision is in it: restore it from a "
+                       "backup, or move it aside to start a new history")
+    sha = sha256_file(legacy)
+    records = [RegistryRow.from_record(r) for r in table.to_dict("records")]
+    with db.writing(url) as conn:
+        done = conn.execute(sa.select(db.imports.c.sha256).where(
+            db.imports.c.sha256 == sha)).first()
+        if not done:
+            for row in records:
+                _insert(conn, row)
+            conn.execute(db.imports.insert().values(path=str(legacy), sha256=sha,
+                                                    rows=len(records), time=_now()))
+    legacy.rename(legacy.with_name(legacy.name + ".imported"))
+    if not done:
+        print(f"Imported the registry {legacy} ({len(records)} rows) into {db.masked(url)}; "
+              f"the file is kept as {legacy.name}.imported", flush=True)
+
+
+def _insert(conn: sa.Connection, row: RegistryRow) -> int:
+    """Insert a row; a champion event (promoted, reinstated, lost) moves the dataset's pointer
+    unconditionally (imports and repairs; decisions use ``_commit``). Returns the row's id."""
+    ident = conn.execute(db.decisions.insert().values(**row.values())).inserted_primary_key[0]
+    if row.event in ("promoted", "reinstated", "lost"):
+        pointer = None if row.event == "lost" else ident
+        updated = conn.execute(db.champions.update().where(
+            db.champions.c.dataset == row.dataset).values(
+                decision_id=pointer, version=db.champions.c.version + 1)).rowcount
+        if not updated:
+            conn.execute(db.champions.insert().values(dataset=row.dataset, decision_id=pointer,
+                                                      version=1))
+    return ident
+
+
 def read_registry(models_dir: Path) -> pd.DataFrame:
-    """Every registry row so far (empty before the first decision); a damaged file refused."""
-    path = location("registry", models_dir)
-    return read_table(path, RegistryError, "every decision is in it: restore it from a backup; "
-                      "moving it aside starts a new history, and the next run then sets the "
-                      "unregistered champions aside")
+    """Every registry row so far, in commit order (empty before the first decision)."""
+    with db.reading(registry_url(models_dir)) as conn:
+        found = db.rows(conn, sa.select(db.decisions).order_by(db.decisions.c.id))
+    return pd.DataFrame(found, columns=[f.name for f in fields(RegistryRow)] if not found
+                        else None)
+
+
+def _pointer(url: str, dataset: str) -> tuple[RegistryRow | None, int | None]:
+    """The row of ``dataset``'s champion (None: none) and the pointer's version (None: no
+    pointer row yet)."""
+    with db.reading(url) as conn:
+        pointer = conn.execute(sa.select(db.champions).where(
+            db.champions.c.dataset == dataset)).mappings().first()
+        if pointer is None:
+            return None, None
+        if pointer["decision_id"] is None:
+            return None, pointer["version"]
+        row = conn.execute(sa.select(db.decisions).where(
+            db.decisions.c.id == pointer["decision_id"])).mappings().first()
+    return RegistryRow.from_record(dict(row)), pointer["version"]
 
 
 def registered_champion(models_dir: Path, dataset: str) -> RegistryRow | None:
     """The registry row of the model that should be ``dataset``'s champion now, if any."""
-    table = read_registry(models_dir)
-    if table.empty or "event" not in table:
-        return None
-    found = table[(table["dataset"] == dataset) & table["event"].isin(
-        ["promoted", "reinstated", "lost"])]
-    if found.empty or found.iloc[-1]["event"] == "lost":
-        return None
-    return RegistryRow.from_record(found.iloc[-1].to_dict())
+    return _pointer(registry_url(models_dir), dataset)[0]
 
 
 def read_champion(directory: Path) -> dict[str, Any] | None:
@@ -306,6 +380,8 @@ def champion_problems(models_dir: Path, dataset: str) -> list[str]:
     if expected is None:
         return [f"{directory} was not installed by the registry"] if directory.exists() else []
     if not directory.is_dir():
+        if db.configured_url() and _stored_model(models_dir, expected) is not None:
+            return []  # a shared database's champion, not copied to this machine yet: intact
         return [f"{directory} is missing"]
     info = read_champion(directory)
     if info is None or "files" not in info:
@@ -320,13 +396,11 @@ def champion_problems(models_dir: Path, dataset: str) -> list[str]:
     return []
 
 
-def append_registry(models_dir: Path, row: RegistryRow) -> pd.DataFrame:
-    """Append one row to the Parquet registry atomically; return the whole table."""
-    existing = read_registry(models_dir)
-    table = pd.concat([existing, pd.DataFrame([asdict(row)])], ignore_index=True)
-    with atomic_path(location("registry", models_dir)) as tmp:
-        table.to_parquet(tmp, index=False)
-    return table
+def append_registry(models_dir: Path, row: RegistryRow) -> RegistryRow:
+    """Record one row (a repair, or an imported or test row); return it with its id."""
+    with db.writing(registry_url(models_dir)) as conn:
+        ident = _insert(conn, row)
+    return RegistryRow(**{**asdict(row), "id": ident})
 
 
 def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> None:
@@ -346,32 +420,59 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _stored_model(models_dir: Path, row: RegistryRow | dict[str, Any]) -> Path | None:
+    """Where a registered model is intact: the store (by hash), or else the run's own folder."""
+    row = row if isinstance(row, RegistryRow) else RegistryRow.from_record(row)
+    for source in (store_dir(models_dir, row.dataset, str(row.model_sha256)),
+                   Path(str(row.model_path))):
+        for name in (*MODEL_FILES, CALIBRATION_FILE, CHAMPION_INFO):
+            ensure(source / name)  # a model another machine stored since this one pulled
+        if holds_model(source, row.model_sha256):
+            return source
+    return None
+
+
+def _install_registered(models_dir: Path, expected: RegistryRow) -> Path | None:
+    """Install the registered champion's model in ``champion/`` from where it is intact;
+    return where it came from, or None where it is nowhere."""
+    source = _stored_model(models_dir, expected)
+    if source is not None:
+        info = {"run_id": expected.run_id, "dataset": expected.dataset,
+                "test_bce": expected.test_bce, "model_sha256": expected.model_sha256,
+                "model_path": expected.model_path}
+        stored = read_champion(source) or {}  # the store's copy carries the run's columns
+        install_champion(source, champion_dir(models_dir, expected.dataset),
+                         stored | info | {"files": champion_files(source), "promoted_at": _now()})
+    return source
+
+
 def repair_champion(models_dir: Path, dataset: str) -> str | None:
     """Make ``champion/`` the model the registry names again; return what was done, if anything.
 
     Call with the registry lock held.
     """
     problems = champion_problems(models_dir, dataset)
-    if not problems:
-        return None
     directory = champion_dir(models_dir, dataset)
+    if not problems:
+        expected = registered_champion(models_dir, dataset)
+        if expected is not None and not directory.exists():
+            _install_registered(models_dir, expected)  # a shared database's: this machine's copy
+        return None
+    expected = registered_champion(models_dir, dataset)
     if directory.exists():  # keep whatever stood there: it may be someone's model
         stamp = _now().replace(":", "")
         directory.rename(location("displaced", models_dir, dataset=dataset, stamp=stamp))
-    expected = registered_champion(models_dir, dataset)
     if expected is None:
         return f"Champion set aside: {problems[0]}; no registered champion to reinstate."
-    for source in (store_dir(models_dir, dataset, expected.model_sha256),
-                   Path(expected.model_path)):
-        if holds_model(source, expected.model_sha256):
-            info = {"run_id": expected.run_id, "dataset": expected.dataset,
-                    "test_bce": expected.test_bce, "model_sha256": expected.model_sha256,
-                    "model_path": expected.model_path}
-            install_champion(source, directory, info | {"files": champion_files(source),
-                                                        "promoted_at": _now()})
-            reason = f"{problems[0]}; reinstated run {expected.run_id} from {source}"
-            append_registry(models_dir, expected.repair("reinstated", reason, promoted=True))
-            return f"Champion reinstated: {reason}."
+    source = _install_registered(models_dir, expected)
+    if source is not None:
+        reason = f"{problems[0]}; reinstated run {expected.run_id} from {source}"
+        append_registry(models_dir, expected.repair("reinstated", reason, promoted=True))
+        return f"Champion reinstated: {reason}."
     reason = f"{problems[0]}; its stored model is gone too, so there is no champion"
     append_registry(models_dir, expected.repair("lost", reason, promoted=False))
     return f"Champion lost: {reason}."
@@ -380,46 +481,81 @@ def repair_champion(models_dir: Path, dataset: str) -> str | None:
 def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, tolerance: float,
                   score_champion: Callable[[Path], float], run: RunInfo,
                   hold: str | None = None) -> Decision:
-    """Check the champion, decide, install the challenger if it wins, record the decision.
+    """Check the champion, decide, record the decision and install the challenger if it wins.
 
     ``challenger`` holds ``model_dir`` and ``test_bce`` (and ``test_mse``);
     ``score_champion`` re-scores a champion directory on the challenger's test
     split; ``run`` is what the registry records of the run that trained it (run id,
     training, hashes, code version). ``hold``: why a challenger that wins is not installed.
+
+    The decision row and the champion pointer commit together, only if the pointer is
+    still the one the decision was made against (``_commit``); otherwise another run
+    promoted meanwhile, its model is installed here and the decision is made again.
     """
     models_dir = Path(models_dir)
     check_layout(models_dir)
+    url = registry_url(models_dir)
     directory = champion_dir(models_dir, dataset)
-    # one decision at a time, also across processes
+    model_dir = Path(challenger["model_dir"])
+    files = champion_files(model_dir)
+    sha = model_sha256(model_files(model_dir))
+    # one decision at a time on this machine (its champion/ folder); across machines, _commit
     with locked(location("registry_lock", models_dir)):
         repaired = repair_champion(models_dir, dataset)
-        champion = read_champion(directory)
-        champion_bce = score_champion(directory) if champion else None
-        promoted, reason = decide(challenger["test_bce"], champion_bce, tolerance)
-        held = promoted and hold is not None
-        if held:
-            promoted, reason = False, f"{hold}; otherwise it would be promoted: {reason}"
-        files = champion_files(Path(challenger["model_dir"]))
-        sha = model_sha256(model_files(Path(challenger["model_dir"])))
-        now = _now()
-        row = RegistryRow(dataset=dataset, time=now, reason=reason, promoted=promoted,
-                          event=decision_event({"promoted": promoted, "held": held}),
-                          test_bce=challenger["test_bce"], test_mse=challenger.get("test_mse"),
-                          champion_test_bce=champion_bce, model_path=challenger["model_dir"],
-                          model_sha256=sha, **run.columns())
+        while True:
+            expected, version = _pointer(url, dataset)
+            if expected is not None and (read_champion(directory) or {}).get(
+                    "model_sha256") != expected.model_sha256:
+                _install_registered(models_dir, expected)  # promoted meanwhile elsewhere
+            champion_bce = (score_champion(directory)
+                            if expected is not None and read_champion(directory) else None)
+            promoted, reason = decide(challenger["test_bce"], champion_bce, tolerance)
+            held = promoted and hold is not None
+            if held:
+                promoted, reason = False, f"{hold}; otherwise it would be promoted: {reason}"
+            now = _now()
+            row = RegistryRow(dataset=dataset, time=now, reason=reason, promoted=promoted,
+                              event=decision_event({"promoted": promoted, "held": held}),
+                              test_bce=challenger["test_bce"],
+                              test_mse=challenger.get("test_mse"),
+                              champion_test_bce=champion_bce, model_path=str(model_dir),
+                              model_sha256=sha, host=_host(),
+                              champion_model_sha256=expected.model_sha256 if expected else None,
+                              **run.columns())
+            info = {**run.columns(), "dataset": dataset, "test_bce": challenger["test_bce"],
+                    "promoted_at": now, "model_path": str(model_dir), "model_sha256": sha,
+                    "files": files}
+            if promoted:  # by hash, before the pointer names it: other machines read it there
+                store = store_dir(models_dir, dataset, sha)
+                if not holds_model(store, sha):
+                    install_champion(model_dir, store, info)
+            try:
+                _commit(url, row, version)
+                break
+            except db.Conflict:  # decided meanwhile elsewhere: decide again against its champion
+                continue
         if promoted:
-            store = store_dir(models_dir, dataset, sha)
-            if not holds_model(store, sha):
-                install_champion(Path(challenger["model_dir"]), store, {"model_sha256": sha})
-            install_champion(Path(challenger["model_dir"]), directory,
-                             {**run.columns(), "dataset": dataset,
-                              "test_bce": challenger["test_bce"],
-                              "promoted_at": now, "model_path": challenger["model_dir"],
-                              "model_sha256": sha, "files": files})
-        append_registry(models_dir, row)
+            install_champion(model_dir, directory, info)
     return Decision(promoted=promoted, held=held, reason=reason, champion_dir=str(directory),
                     champion_test_bce=champion_bce, challenger_test_bce=challenger["test_bce"],
                     repaired=repaired)
+
+
+def _commit(url: str, row: RegistryRow, version: int | None) -> int:
+    """Insert a decision and move the pointer (to it if promoted) in one transaction, only if
+    the pointer's version is still ``version`` (None: no pointer yet); else ``db.Conflict``."""
+    with db.writing(url) as conn:
+        ident = conn.execute(db.decisions.insert().values(**row.values())).inserted_primary_key[0]
+        if version is None:  # the primary key refuses a second first pointer: Conflict
+            conn.execute(db.champions.insert().values(
+                dataset=row.dataset, decision_id=ident if row.promoted else None, version=1))
+            return ident
+        moved = conn.execute(db.champions.update().where(
+            (db.champions.c.dataset == row.dataset) & (db.champions.c.version == version)
+        ).values(version=version + 1, **({"decision_id": ident} if row.promoted else {})))
+        if moved.rowcount != 1:
+            raise db.Conflict(f"the {row.dataset} champion changed since version {version}")
+    return ident
 
 
 def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -> Path:
@@ -430,11 +566,14 @@ def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -
     models_dir = Path(models_dir)
     check_layout(models_dir)
     if model == "champion":
-        if registered_champion(models_dir, dataset) is None:
+        expected = registered_champion(models_dir, dataset)
+        if expected is None:
             raise RegistryError(
                 f"no champion for dataset {dataset} yet: train one with "
                 f"`python -m flows.autoencoder --dataset {dataset}` (make run)")
         problems = champion_problems(models_dir, dataset)
+        if not problems and not champion_dir(models_dir, dataset).exists():
+            return _stored_model(models_dir, expected)  # no copy on this machine: the store's
         if problems:
             raise RegistryError(f"the {dataset} champion is not intact ({problems[0]}): "
                                 "the next training run reinstates it (make run)")
@@ -443,11 +582,11 @@ def scoring_model_dir(models_dir: Path, dataset: str, model: str = "champion") -
     rows = (table[(table["run_id"] == model) & (table["dataset"] == dataset)]
             if {"run_id", "dataset"} <= set(table) else table)
     for row in rows.iloc[::-1].to_dict("records"):
-        for source in (store_dir(models_dir, dataset, str(row.get("model_sha256"))),
-                       Path(str(row.get("model_path")))):
-            if holds_model(source, row.get("model_sha256")):
-                return source
+        source = _stored_model(models_dir, row)
+        if source is not None:
+            return source
     known = list(dict.fromkeys(table["run_id"].iloc[::-1]))[:5] if "run_id" in table else []
     raise RegistryError(f"no stored model with run id {model!r} for dataset {dataset} in "
-                        f"{location('registry', models_dir)}; use 'champion' or a run id from it"
+                        f"the registry ({db.masked(registry_url(models_dir))}); use 'champion' "
+                        "or a run id from it"
                         + (f" (latest: {', '.join(map(str, known))})" if known else ""))

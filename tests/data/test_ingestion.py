@@ -324,8 +324,8 @@ def test_an_ingest_killed_at_any_point_leaves_the_old_or_the_new_snapshot(base):
         [*manifest["batch_id"], result.batch])
 
 
-def test_a_truncated_manifest_is_refused_in_one_line_that_names_it(tmp_path):
-    path = location("manifest", tmp_path, dataset="mnist")
+def test_a_truncated_parquet_manifest_is_refused_in_one_line_that_names_it(tmp_path):
+    path = location("legacy_manifest", tmp_path, dataset="mnist")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PAR1 not a whole file")
     with pytest.raises(snapshots.SnapshotError) as refused:
@@ -367,7 +367,7 @@ def test_a_manifest_that_cannot_be_written_leaves_no_batch_behind(base, monkeypa
     def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ingestion, "atomic_path", full)
+    monkeypatch.setattr(ingestion, "append_row", lambda *args: full(None))
     with pytest.raises(ingestion.IngestError, match="No space left on device"):
         ingest(root, known, *batch(32))
     assert state(root) == before
@@ -377,10 +377,9 @@ def test_a_manifest_that_cannot_be_written_leaves_no_batch_behind(base, monkeypa
 # ---- a full disk: the snapshot untouched, nothing of the batch left, and it can come again ----
 
 def state(root):
-    """The manifest's bytes and what the batches folder holds, hidden folders included."""
-    manifest = location("manifest", root / "data", dataset=DATASET)
-    return (manifest.read_bytes() if manifest.exists() else None,
-            sorted(p.name for p in batch_dir(root).iterdir()))
+    """The manifest's rows and what the batches folder holds, hidden folders included."""
+    manifest = snapshots.read_manifest(root / "data", DATASET)
+    return (manifest.to_dict("records"), sorted(p.name for p in batch_dir(root).iterdir()))
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ def known(root):
 def legacy_ingest(data_dir, images, labels):
     """A batch as ingest wrote it before shards: an NPZ of uint8 images, labels and hex
     hashes, and a manifest row with every image's hash (the code of that version)."""
-    manifest = snapshots.read_manifest(data_dir, DATASET)
+    path = location("legacy_manifest", data_dir, dataset=DATASET)
+    manifest = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     hashes = [hashlib.sha256(row.tobytes()).hexdigest() for row in images.reshape(-1, 784)]
     batch_id = sha256_json(hashes)[:16]
     payload = location("legacy_batch", data_dir, dataset=DATASET, batch_id=batch_id)
@@ -49,7 +50,7 @@ def legacy_ingest(data_dir, images, labels):
            "new": len(hashes), "duplicates": 0, "image_sha256": hashes,
            "payload": payload.name, "payload_sha256": sha256_file(payload)}
     table = pd.concat([manifest, pd.DataFrame([row])], ignore_index=True)
-    with atomic_path(location("manifest", data_dir, dataset=DATASET)) as tmp:
+    with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
     return batch_id, snapshot, payload
 
@@ -99,11 +100,11 @@ def test_a_legacy_batch_changed_before_migration_is_refused_naming_it(root):
     raw = bytearray(npz.read_bytes())
     raw[-200] ^= 0xFF
     npz.write_bytes(bytes(raw))
-    manifest = location("manifest", data, dataset=DATASET).read_bytes()
+    manifest = location("legacy_manifest", data, dataset=DATASET).read_bytes()
     with pytest.raises(snapshots.SnapshotError) as refused:
         snapshots.resolve(data, DATASET, snapshot)
     assert str(refused.value).startswith(f"{npz}: ") and "\n" not in str(refused.value)
-    assert location("manifest", data, dataset=DATASET).read_bytes() == manifest  # untouched
+    assert location("legacy_manifest", data, dataset=DATASET).read_bytes() == manifest
     assert npz.exists()
 
 

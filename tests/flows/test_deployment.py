@@ -13,6 +13,7 @@ import distributed
 import pandas as pd
 import pytest
 
+from mnist_autoencoder.lifecycle.registry import read_registry
 from ops.local_prefect import (
     POOL,
     api_url,
@@ -113,7 +114,7 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         triggered = wait_for_run(url, retrain["id"], timeout=900)
         assert triggered["state"]["type"] == "COMPLETED", triggered["state"]
         assert triggered["parameters"]["data"]["snapshot"] == f"mnist.snapshot.{snapshot}"
-        registry = pd.read_parquet(tmp_path / "artifacts" / "models" / "registry.parquet")
+        registry = read_registry(tmp_path / "artifacts" / "models")
         decided = registry[registry["snapshot"] == snapshot]
         assert len(decided) == 1 and decided["event"].iloc[0] == "held"
         assert decided["init"].iloc[0] == "warm"  # from the smoke run's champion
@@ -135,7 +136,7 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
                         "--watch-timeout", "300"], env, timeout=360)
         assert "Completed" in cron
         assert sorted((tmp_path / "artifacts" / "train").glob("*/encoder.keras")) == trained
-        assert len(pd.read_parquet(tmp_path / "artifacts" / "models" / "registry.parquet")) \
+        assert len(read_registry(tmp_path / "artifacts" / "models")) \
             == len(registry)
 
         (schedule,) = retrain["schedules"]

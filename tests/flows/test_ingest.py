@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
+from mnist_autoencoder.data.snapshots import read_manifest
+from mnist_autoencoder.lifecycle.registry import read_registry
+from mnist_autoencoder.paths import models_dir
 from tests import helpers
 from tests.helpers import PROJECT, expect, growing_run, pipeline, pipeline_stages, states, write_idx
 
@@ -52,7 +54,7 @@ def test_a_new_snapshot_reruns_preprocess_onward_and_an_old_id_reproduces_it(gro
     splits = json.loads((Path(grown_run["outputs"]["preprocess"]) / "metadata.json").read_text())
     assert splits["snapshot"] == snapshot and splits["counts"]["recent"] > 0
     assert sum(splits["counts"].values()) == 700 + 200
-    registry = pd.read_parquet(Path(params["artifacts_dir"]) / "models" / "registry.parquet")
+    registry = read_registry(models_dir(params["artifacts_dir"]))
     assert registry["snapshot"].iloc[-1] == snapshot
 
     assert states(pipeline(**params)) == expect()  # an unchanged snapshot: all cached
@@ -101,8 +103,7 @@ def bad_batches(root):
 def test_an_invalid_batch_is_refused_quarantined_and_leaves_the_snapshot(grown, prefect_api,
                                                                          tmp_path):
     root, params = grown
-    manifest = Path(params["data_dir"]) / "snapshots" / GROWING / "manifest.parquet"
-    before = manifest.read_bytes() if manifest.is_file() else None
+    before = read_manifest(Path(params["data_dir"]), GROWING).to_dict("records")
     for case, batch, message in bad_batches(tmp_path):
         proc = ingest_cli(root, params, batch, prefect_api)
         assert proc.returncode != 0, case
@@ -110,8 +111,7 @@ def test_an_invalid_batch_is_refused_quarantined_and_leaves_the_snapshot(grown, 
         folder = Path(proc.stderr.split("kept with the reason in ")[1].split(")")[0])
         reason = json.loads((folder / "reason.json").read_text())
         assert message in reason["reason"] and reason["batch"] == str(batch)
-    after = manifest.read_bytes() if manifest.is_file() else None
-    assert after == before
+    assert read_manifest(Path(params["data_dir"]), GROWING).to_dict("records") == before
 
 
 def test_an_unknown_snapshot_is_refused_before_any_work(grown):

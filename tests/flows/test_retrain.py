@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flows.cli import group_params
 from flows.ingest import mnist_ingest
-from mnist_autoencoder.lifecycle.registry import champion_dir, read_champion
+from mnist_autoencoder.lifecycle.registry import champion_dir, read_champion, read_registry
+from mnist_autoencoder.paths import models_dir
 from mnist_autoencoder.scoring.drift import MIN_BATCH
 from tests import helpers
 from tests.helpers import (
@@ -54,7 +54,7 @@ def ingest(root, params, name, images, labels):
 
 
 def registry(params):
-    return pd.read_parquet(Path(params["artifacts_dir"]) / "models" / "registry.parquet")
+    return read_registry(models_dir(params["artifacts_dir"]))
 
 
 def test_a_base_run_has_no_parent_and_checks_no_drift(history):

@@ -21,6 +21,9 @@ from flows.drift import mnist_drift
 from flows.ingest import mnist_ingest
 from flows.score import mnist_score
 from flows.sweep import mnist_sweep
+from mnist_autoencoder.database import DATABASE_ENV
+from mnist_autoencoder.lifecycle.registry import read_registry
+from mnist_autoencoder.paths import models_dir
 from mnist_autoencoder.store import default_scratch
 from tests import helpers
 from tests.helpers import PROJECT, api, cli_command, expect, pipeline, states, summary_states
@@ -33,11 +36,19 @@ DATA, ARTIFACTS = f"s3://{BUCKET}/team/data", f"s3://{BUCKET}/team/artifacts"
 
 @pytest.fixture(scope="module")
 def store(s3, prefect_api, tmp_path_factory):
+    """The bucket, and the database every "machine" of the module shares (a SQLite file
+    here; tests/flows/test_hosts.py runs the same loop on PostgreSQL across hosts)."""
     root = tmp_path_factory.mktemp("s3-flows")
     s3.bucket(BUCKET)
     params = helpers.growing_run(DATASET, root, n_train=800, val_size=200, warm_epochs=2,
                                  warm_replay=300) | {"data_dir": DATA, "artifacts_dir": ARTIFACTS}
-    return s3, root, params
+    saved = os.environ.get(DATABASE_ENV)
+    os.environ[DATABASE_ENV] = f"sqlite:///{root / 'shared-state.db'}"
+    yield s3, root, params
+    if saved is None:
+        os.environ.pop(DATABASE_ENV, None)
+    else:
+        os.environ[DATABASE_ENV] = saved
 
 
 def scratch_folders():
@@ -56,8 +67,13 @@ def test_the_pipeline_runs_with_data_and_artifacts_on_s3(store):
     # machine was published (leases, shard stamps, locks, checkpoints)
     trees = sorted(k for k in keys if k.startswith("team/artifacts/trees/"))
     tree = json.loads(s3.client().get_object(Bucket=BUCKET, Key=trees[-1])["Body"].read())
-    assert "models/registry.parquet" in tree["files"]
-    assert any(f.startswith(f"models/{DATASET}/champion/") for f in tree["files"])
+    # the decision is in the database; the model in the store by hash, and the champion/
+    # copy stays on this machine (each machine makes its own from the store)
+    assert not [f for f in tree["files"] if "registry" in f or "/champion/" in f]
+    champion = read_registry(models_dir(default_scratch(ARTIFACTS)))
+    assert list(champion["event"]) == ["promoted"]
+    assert any(f.startswith(f"models/{DATASET}/store/{champion['model_sha256'][0][:24]}/")
+               for f in tree["files"])
     data_trees = sorted(k for k in keys if k.startswith("team/data/trees/"))
     data_files = json.loads(s3.client().get_object(Bucket=BUCKET, Key=data_trees[-1])[
         "Body"].read())["files"]
@@ -231,7 +247,9 @@ def test_bad_stores_are_refused_in_one_line_and_publish_nothing(store, prefect_a
     for changes, env, expected in [
             ({"data_dir": "nope://x/data"}, {}, "unknown storage scheme 'nope'"),
             ({"artifacts_dir": "s3://no-such-bucket/a"}, {}, "the bucket does not exist"),
-            ({}, no_keys, "no credentials for the store")]:
+            ({}, no_keys, "no credentials for the store"),
+            ({}, {DATABASE_ENV: ""}, f"so the registry and the manifests need a database that "
+             f"every machine shares: set {DATABASE_ENV}")]:
         proc = subprocess.run(cli_command(params | changes), cwd=PROJECT,
                               env=os.environ | {"PREFECT_API_URL": prefect_api} | env,
                               capture_output=True, text=True, timeout=300)

@@ -10,6 +10,8 @@ import pytest
 
 from flows.cli import group_params
 from flows.score import mnist_score
+from mnist_autoencoder.lifecycle.registry import read_registry
+from mnist_autoencoder.paths import models_dir
 from tests import helpers
 from tests.helpers import PROJECT, pipeline, small_run, states
 
@@ -68,7 +70,7 @@ def test_same_input_and_champion_is_a_cached_no_op_and_a_new_champion_rescores(
 def test_a_registered_run_can_score_and_unknown_ids_and_datasets_are_refused(
         champion, synthetic_source, prefect_api):
     params, trained = champion
-    run_id = pd.read_parquet(Path(params["artifacts_dir"]) / "models" / "registry.parquet")[
+    run_id = read_registry(models_dir(params["artifacts_dir"]))[
         "run_id"].iloc[0]
     result = score(input=str(synthetic_source), dataset=helpers.NAME, model=run_id,
                    data_dir=params["data_dir"], artifacts_dir=params["artifacts_dir"])

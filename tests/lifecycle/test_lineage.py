@@ -102,7 +102,7 @@ def test_an_old_registry_without_snapshots_has_no_parent(tmp_path, missing):
     row = {"run_id": "a", "dataset": "mnist", "event": "promoted"}
     if missing == "nothing":
         row["snapshot"] = None
-    registry = location("registry", models_dir(tmp_path))
+    registry = location("legacy_registry", models_dir(tmp_path))
     registry.parent.mkdir(parents=True)
     pd.DataFrame([row]).to_parquet(registry)
     assert find_parent(tmp_path, snapshot(1), 32)["run_id"] is None

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from mnist_autoencoder import database as db
 from mnist_autoencoder.errors import UserError
 from mnist_autoencoder.lifecycle import registry as rg
 from mnist_autoencoder.paths import MODEL_FILES, location, models_dir
@@ -53,7 +54,7 @@ def test_better_challenger_is_promoted_and_worse_one_kept_out(tmp_path):
     champion = rg.champion_dir(tmp_path / "models", "mnist")
     assert champion_tag(tmp_path) == "b"
     assert json.loads((champion / "champion.json").read_text())["run_id"] == "b"
-    registry = pd.read_parquet(tmp_path / "models" / "registry.parquet")
+    registry = rg.read_registry(tmp_path / "models")
     assert list(registry["run_id"]) == ["a", "b", "c"]
     assert list(registry["promoted"]) == [True, True, False]
     assert list(registry["dataset"]) == ["mnist"] * 3
@@ -83,7 +84,7 @@ def test_failed_install_leaves_the_champion_intact(tmp_path):
     assert sorted(p.name for p in champion.iterdir()) == sorted([*MODEL_FILES, "champion.json"])
     assert all((champion / n).read_text().startswith("a:") for n in MODEL_FILES)
     assert not [p for p in champion.parent.iterdir() if p.name.endswith((".tmp", ".old"))]
-    assert len(pd.read_parquet(tmp_path / "models" / "registry.parquet")) == 1
+    assert len(rg.read_registry(tmp_path / "models")) == 1
 
 
 @pytest.mark.parametrize("fault", ["deleted", "damaged", "replaced by hand"])
@@ -108,7 +109,7 @@ def test_a_broken_champion_is_reinstated_and_the_decision_made_again(tmp_path, f
     assert decision["repaired"].startswith("Champion reinstated")
     assert champion_tag(tmp_path) == "b"
     assert rg.champion_problems(tmp_path / "models", "mnist") == []
-    registry = pd.read_parquet(tmp_path / "models" / "registry.parquet")
+    registry = rg.read_registry(tmp_path / "models")
     assert list(registry["event"]) == ["promoted", "reinstated", "kept out"]
     if fault != "deleted":  # what stood there is kept aside, never lost
         (aside,) = champion.parent.glob("champion.displaced-*")
@@ -125,7 +126,7 @@ def test_a_champion_whose_stored_models_are_gone_is_recorded_as_lost(tmp_path):
     decision = promote(tmp_path, "c")
     assert decision["promoted"] and decision["reason"] == "no champion yet"
     assert decision["repaired"].startswith("Champion lost")
-    events = list(pd.read_parquet(tmp_path / "models" / "registry.parquet")["event"])
+    events = list(rg.read_registry(tmp_path / "models")["event"])
     assert events == ["promoted", "lost", "promoted"]
 
 
@@ -147,7 +148,7 @@ def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
     assert held["reason"].startswith("promotion held because of drift; otherwise it would be "
                                      "promoted: challenger test BCE 0.09000 <=")
     assert champion_tag(tmp_path) == "a"
-    registry = pd.read_parquet(tmp_path / "models" / "registry.parquet")
+    registry = rg.read_registry(tmp_path / "models")
     assert list(registry["event"]) == ["promoted", "held"]
     worse = fake_model(tmp_path / "runs" / "c", "c")
     kept = rg.promote_model({"model_dir": str(worse), "test_bce": SCORES["c"]},
@@ -156,17 +157,49 @@ def test_a_held_challenger_is_recorded_and_the_champion_stays(tmp_path):
     assert not kept["held"] and "0.09900 > champion" in kept["reason"]  # worse anyway
 
 
-def test_a_truncated_registry_is_refused_in_one_line_that_names_it(tmp_path):
+def test_a_truncated_parquet_registry_is_refused_in_one_line_that_names_it(tmp_path):
     models = models_dir(tmp_path)
-    rg.append_registry(models, rg.RegistryRow("mnist", "a", "promoted", "t", "first", True,
-                                              "runs/a", "sha-a"))
-    path = location("registry", models)
+    row = rg.RegistryRow("mnist", "a", "promoted", "t", "first", True, "runs/a", "sha-a")
+    path = location("legacy_registry", models)
+    path.parent.mkdir(parents=True)
+    pd.DataFrame([row.values()]).to_parquet(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash mid-write
     with pytest.raises(rg.RegistryError) as refused:
         rg.read_registry(models)
     message = str(refused.value)
     assert str(path) in message and "restore it from a backup" in message
     assert "\n" not in message and isinstance(refused.value, UserError)
+
+
+def test_a_damaged_database_file_is_refused_in_one_line_that_names_the_rebuild(tmp_path):
+    models = models_dir(tmp_path)
+    rg.append_registry(models, rg.RegistryRow("mnist", "a", "promoted", "t", "first", True,
+                                              "runs/a", "sha-a"))
+    db.dispose()
+    path = location("registry", models)
+    path.write_bytes(b"\0" * 100 + path.read_bytes()[100:])  # its header overwritten
+    with pytest.raises(db.DatabaseError) as refused:
+        rg.read_registry(models)
+    message = str(refused.value)
+    assert "damaged" in message and "flows.rebuild" in message and "\n" not in message
+
+
+def test_a_parquet_registry_is_imported_once_with_its_champion(tmp_path, capsys):
+    models = models_dir(tmp_path)
+    rows = [rg.RegistryRow("mnist", run, event, "t", "r", event == "promoted", f"runs/{run}",
+                           f"sha-{run}") for run, event in
+            (("a", "promoted"), ("b", "kept out"), ("c", "promoted"), ("d", "held"))]
+    path = location("legacy_registry", models)
+    path.parent.mkdir(parents=True)
+    pd.DataFrame([r.values() for r in rows]).to_parquet(path)
+    kept = path.read_bytes()
+    table = rg.read_registry(models)
+    assert list(table["run_id"]) == ["a", "b", "c", "d"]
+    assert rg.registered_champion(models, "mnist").run_id == "c"
+    assert "Imported the registry" in capsys.readouterr().out
+    assert not path.exists() and path.with_name("registry.parquet.imported").is_file()
+    path.write_bytes(kept)  # the same file again (another machine's copy): not imported twice
+    assert len(rg.read_registry(models)) == 4 and not path.exists()
 
 
 def test_a_registry_row_carries_its_training_as_one_typed_value(tmp_path):
