@@ -63,8 +63,8 @@ API        := http://127.0.0.1:$(PORT)/api
 DEPLOYMENT ?= default
 PREFECT    := PREFECT_API_URL=$(API) $(VENV)/bin/prefect
 
-server: venv       ## start the Prefect server (SQLite, 127.0.0.1:$(PORT)) in the background
-	$(PY) -m ops.local_prefect server --port $(PORT)
+server: venv       ## start the Prefect server (127.0.0.1:$(PORT)) in the background; PREFECT_DATABASE=postgresql://... for PostgreSQL
+	PREFECT_DATABASE=$(PREFECT_DATABASE) $(PY) -m ops.local_prefect server --port $(PORT)
 
 pool: server       ## create (or update) the process work pool
 	$(PREFECT) work-pool create mnist-autoencoder --type process --overwrite

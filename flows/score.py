@@ -41,7 +41,7 @@ def mnist_score(
         input: the images: a directory, http(s) URL or file in any input format
             (python -m mnist_autoencoder.data.inputs lists them).
         dataset: whose champion scores (mnist, fashion_mnist).
-        model: "champion", or a run id from artifacts/models/registry.parquet.
+        model: "champion", or a run id from the registry (docs/database.md).
         fpr: the share of images like the validation split that is flagged.
         paths: where data and artifacts go.
         score: which anomaly score: typicality (two-sided: how unlikely the image's

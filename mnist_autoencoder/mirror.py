@@ -29,10 +29,11 @@ subfolder per URL) can be deleted at any time: the next pull fetches it back. Ca
 records name files by their scratch path, which is therefore the same on every
 machine that leaves ``MNIST_AE_SCRATCH`` alone (or sets it alike).
 
-Not yet safe across machines (the database issue): two pushes that change the same
-file at the same time (the registry, the champion, a snapshot manifest) are refused
-for the second only where the store can refuse an existing key (``If-None-Match``,
-as S3 and moto do); elsewhere the later tree wins.
+The state that machines change at once (the registry, the champion pointer, the
+manifests) is in the state database, not in a tree (``database``). Two pushes that
+change the same file at the same time are refused for the second only where the
+store can refuse an existing key (``If-None-Match``, as S3 and moto do); elsewhere
+the later tree wins.
 """
 
 from __future__ import annotations

@@ -79,9 +79,23 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def start_server(port: int, home: Path, log: Path, timeout: float = 180) -> subprocess.Popen:
+def server_database_url(url: str) -> str:
+    """Prefect's server takes PostgreSQL through asyncpg: ``postgresql://`` is made
+    ``postgresql+asyncpg://`` (other forms pass as they are)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url[len(plain):]
+    return url
+
+
+def start_server(port: int, home: Path, log: Path, timeout: float = 180,
+                 database: str | None = None) -> subprocess.Popen:
+    """A Prefect server on 127.0.0.1:``port``: on SQLite in ``home``, or on ``database`` (a
+    PostgreSQL URL: a team's server, where several workers write at once)."""
     env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                        "PREFECT_API_URL": api_url(port)}
+                        "PREFECT_API_URL": api_url(port)} | (
+        {"PREFECT_API_DATABASE_CONNECTION_URL": server_database_url(database)} if database
+        else {})
     proc = spawn([prefect_executable(), "server", "start", "--host", "127.0.0.1",
                   "--port", str(port)], env, log)
     try:
@@ -146,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=("server", "worker", "stop", "status"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_PORT", 4200)))
     parser.add_argument("--pool", default=POOL)
+    parser.add_argument("--database", default=os.environ.get("PREFECT_DATABASE") or None,
+                        help="the server's database: a PostgreSQL URL (default: SQLite in "
+                             ".prefect-local); SQLite locks under concurrent writers")
     args = parser.parse_args(argv)
     url = api_url(args.port)
     pids = {name: STATE / f"{name}.pid" for name in ("server", "worker")}
@@ -154,9 +171,12 @@ def main(argv: list[str] | None = None) -> None:
         if is_healthy(url):
             print(f"Prefect server already running at {url}")
         else:
-            proc = start_server(args.port, STATE / "home", STATE / "server.log")
+            proc = start_server(args.port, STATE / "home", STATE / "server.log",
+                                database=args.database)
             pids["server"].write_text(str(proc.pid))
-            print(f"Prefect server started (pid {proc.pid}), log {STATE / 'server.log'}")
+            where = "PostgreSQL" if args.database else "SQLite"
+            print(f"Prefect server started on {where} (pid {proc.pid}), "
+                  f"log {STATE / 'server.log'}")
         print(f"UI: http://127.0.0.1:{args.port}    API: export PREFECT_API_URL={url}")
     elif args.command == "worker":
         if not is_healthy(url):
