@@ -48,8 +48,9 @@ class DatabaseError(StateError):
     """The state database cannot be used; the message names it and the fix."""
 
 
-class Conflict(Exception):
-    """Another transaction changed what this one was decided against: decide again."""
+class Conflict(StateError):
+    """Another transaction changed what this one was decided against: decide again. The
+    registry and ingest retry on it; one that escapes says to run again."""
 
 
 metadata = sa.MetaData()
