@@ -311,6 +311,26 @@ def plain(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
+def import_once(url: str, legacy: Path, what: str, count: int,
+                insert: Callable[[Connection], None]) -> None:
+    """Import a Parquet file of the version before the database (``insert`` writes its
+    ``count`` rows) in one transaction, once: keyed by the file's hash, so another machine's
+    copy of the same file is not imported again. Then the file is renamed ``*.imported``."""
+    from mnist_autoencoder.storage import sha256_file
+
+    sha = sha256_file(legacy)
+    with writing(url) as conn:
+        done = conn.execute(sa.select(imports.c.sha256).where(imports.c.sha256 == sha)).first()
+        if not done:
+            insert(conn)
+            conn.execute(imports.insert().values(path=str(legacy), sha256=sha, rows=count,
+                                                 time=now()))
+    legacy.rename(legacy.with_name(legacy.name + ".imported"))
+    if not done:
+        print(f"Imported {what} {legacy} ({count} rows) into {masked(url)}; the file is kept "
+              f"as {legacy.name}.imported", flush=True)
+
+
 def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     """The rows of ``query`` as plain dicts."""
     return [dict(row) for row in conn.execute(query).mappings()]

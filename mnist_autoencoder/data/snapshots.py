@@ -109,29 +109,21 @@ def manifest_url(data_dir: Path, dataset: str) -> str:
 def _import_parquet(url: str, legacy: Path, dataset: str) -> None:
     table = read_table(legacy, SnapshotError, "every snapshot of the dataset is in it: restore "
                        f"it from a backup (its batches are intact in {legacy.parent / 'batches'})")
-    sha = sha256_file(legacy)
-    with db.writing(url) as conn:
-        done = conn.execute(sa.select(db.imports.c.sha256).where(
-            db.imports.c.sha256 == sha)).first()
-        if not done:
-            known = conn.execute(sa.select(sa.func.count()).select_from(db.batches).where(
-                db.batches.c.dataset == dataset)).scalar()
-            if known:
-                raise SnapshotError(
-                    f"{legacy}: the database {db.masked(url)} already holds {known} batches of "
-                    f"{dataset}, so this older manifest cannot be imported into it; move "
-                    "the file aside, or point MNIST_AE_DATABASE_URL at the database it "
-                    "belongs to")
-            for seq, row in enumerate(table.to_dict("records"), 1):
-                conn.execute(db.batches.insert().values(
-                    dataset=dataset, seq=seq, host=None,
-                    **{k: db.plain(row[k]) for k in COLUMNS if k not in ("seq", "host")}))
-            conn.execute(db.imports.insert().values(path=str(legacy), sha256=sha,
-                                                    rows=len(table), time=db.now()))
-    legacy.rename(legacy.with_name(legacy.name + ".imported"))
-    if not done:
-        print(f"Imported the {dataset} manifest {legacy} ({len(table)} batches) into "
-              f"{db.masked(url)}; the file is kept as {legacy.name}.imported", flush=True)
+
+    def insert(conn: sa.Connection) -> None:
+        known = conn.execute(sa.select(sa.func.count()).select_from(db.batches).where(
+            db.batches.c.dataset == dataset)).scalar()
+        if known:
+            raise SnapshotError(
+                f"{legacy}: the database {db.masked(url)} already holds {known} batches of "
+                f"{dataset}, so this older manifest cannot be imported into it; move "
+                "the file aside, or point MNIST_AE_DATABASE_URL at the database it belongs to")
+        for seq, row in enumerate(table.to_dict("records"), 1):
+            conn.execute(db.batches.insert().values(
+                dataset=dataset, seq=seq, host=None,
+                **{k: db.plain(row[k]) for k in COLUMNS if k not in ("seq", "host")}))
+
+    db.import_once(url, legacy, f"the {dataset} manifest", len(table), insert)
 
 
 def read_manifest(data_dir: Path, dataset: str) -> pd.DataFrame:

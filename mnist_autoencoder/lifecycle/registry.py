@@ -306,20 +306,13 @@ def _import_parquet(url: str, legacy: Path) -> None:
     file is renamed ``*.imported``."""
     table = read_table(legacy, RegistryError, "every decision is in it: restore it from a "
                        "backup, or move it aside to start a new history")
-    sha = sha256_file(legacy)
     records = [RegistryRow.from_record(r) for r in table.to_dict("records")]
-    with db.writing(url) as conn:
-        done = conn.execute(sa.select(db.imports.c.sha256).where(
-            db.imports.c.sha256 == sha)).first()
-        if not done:
-            for row in records:
-                _insert(conn, row)
-            conn.execute(db.imports.insert().values(path=str(legacy), sha256=sha,
-                                                    rows=len(records), time=_now()))
-    legacy.rename(legacy.with_name(legacy.name + ".imported"))
-    if not done:
-        print(f"Imported the registry {legacy} ({len(records)} rows) into {db.masked(url)}; "
-              f"the file is kept as {legacy.name}.imported", flush=True)
+
+    def insert(conn: sa.Connection) -> None:
+        for row in records:
+            _insert(conn, row)
+
+    db.import_once(url, legacy, "the registry", len(records), insert)
 
 
 def _insert(conn: sa.Connection, row: RegistryRow) -> int:
