@@ -100,7 +100,8 @@ def _pipeline(data: DataConfig, training: TrainingConfig, paths: PathsConfig,
                          dataset=data.dataset, data_dir=paths.data_dir,
                          artifacts_dir=paths.artifacts_dir)
         trained = run_stage(train, stages, **common, latent_dim=pipeline.latent_dim,
-                            seed=data.seed, training=pipeline.schedule(training, warm),
+                            seed=data.seed, training=pipeline.schedule(
+                                training, warm, sum(b["count"] for b in parent["new_batches"])),
                             init=parent["model"] if warm else None,
                             new_batches=[b["id"] for b in parent["new_batches"]] if warm else None,
                             replay=pipeline.warm_replay if warm else 0)

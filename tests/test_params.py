@@ -103,3 +103,15 @@ def test_a_champion_calibrated_before_the_two_sided_score_is_refused_before_any_
     paths = PathsConfig(data_dir=str(tmp_path / "data"), artifacts_dir=str(tmp_path / "artifacts"))
     with pytest.raises(StateError, match="predates the two-sided anomaly score.*make run"):
         validate_score(str(model), "mnist", "champion", 0.01, paths)
+
+
+def test_a_warm_run_on_more_new_images_than_its_replay_trains_at_the_cold_rate():
+    from mnist_autoencoder.params import PipelineConfig, TrainingConfig
+
+    training, pipeline = TrainingConfig(), PipelineConfig(warm_replay=1000)
+    assert pipeline.schedule(training, warm=False, new_images=10**6) == training
+    small = pipeline.schedule(training, warm=True, new_images=1000)
+    large = pipeline.schedule(training, warm=True, new_images=1001)
+    assert small.epochs == large.epochs == pipeline.warm_epochs < training.epochs
+    assert small.learning_rate == pipeline.warm_learning_rate < training.learning_rate
+    assert large.learning_rate == training.learning_rate
