@@ -312,10 +312,11 @@ def plain(value: Any) -> Any:
 
 
 def import_once(url: str, legacy: Path, what: str, count: int,
-                insert: Callable[[Connection], None]) -> None:
+                insert: Callable[[Connection], None]) -> bool:
     """Import a Parquet file of the version before the database (``insert`` writes its
     ``count`` rows) in one transaction, once: keyed by the file's hash, so another machine's
-    copy of the same file is not imported again. Then the file is renamed ``*.imported``."""
+    copy of the same file is not imported again. Then the file is renamed ``*.imported``.
+    Returns whether this call imported it."""
     from mnist_autoencoder.storage import sha256_file
 
     sha = sha256_file(legacy)
@@ -329,6 +330,7 @@ def import_once(url: str, legacy: Path, what: str, count: int,
     if not done:
         print(f"Imported {what} {legacy} ({count} rows) into {masked(url)}; the file is kept "
               f"as {legacy.name}.imported", flush=True)
+    return not done
 
 
 def rows(conn: Connection, query: Any) -> list[dict[str, Any]]:

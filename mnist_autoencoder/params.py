@@ -280,6 +280,11 @@ def validate_score(input: str, dataset: str, model: str, fpr: float,
                                        model))  # intact and current, before any work
 
 
+def validate_state(rebuild: bool, paths: PathsConfig) -> None:
+    """Raise for the first parameter of the state flow that cannot work."""
+    validate_paths(paths, writing=rebuild)
+
+
 def validate_ingest(batch: str, dataset: str, source: str | None, paths: PathsConfig) -> None:
     """Raise for the first parameter of the ingest flow that cannot work."""
     validate_source(dataset, source)

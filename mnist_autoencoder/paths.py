@@ -78,6 +78,10 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
     "batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}",
                    "shard (data/shards.py): uint8 images, labels, image hashes",
                    "an accepted batch, stored once (immutable)"),
+    "batch_record": Entry("data", "snapshots/{dataset}/records/{batch_id}.json",
+                          "JSON: the batch's manifest row",
+                          "the row an accepted batch committed, beside its shard, for "
+                          "python -m flows.state --rebuild (docs/database.md)"),
     "legacy_batch": Entry("data", "snapshots/{dataset}/batches/{batch_id}.npz",
                           "NPZ: uint8 images, labels, hex hashes",
                           "a batch in the format before shards: migrated on first use"),
@@ -120,6 +124,10 @@ CATALOG: MappingProxyType[str, Entry] = MappingProxyType({
                              "the old single-champion layout (refused, with what to do)"),
     "model_store": Entry("models", "{dataset}/store/{sha}", "model files, calibration",
                          "every model ever promoted, by hash (reinstatement, retrain parents)"),
+    "decision_record": Entry("models", "{dataset}/decisions/{stamp}.json",
+                             "JSON: the registry row",
+                             "each registry row of the dataset, written once it committed, "
+                             "for python -m flows.state --rebuild (docs/database.md)"),
     # ---- the project ----
     "datasets": Entry("project", "data/catalog.json", "JSON",
                       "datasets declared beside the built-in ones (MNIST_AE_CATALOG overrides)"),

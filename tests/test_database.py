@@ -8,6 +8,7 @@ only the database's transactions keep them apart.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from mnist_autoencoder.data.catalog import get_dataset
 from mnist_autoencoder.data.preprocessing import base_shard
 from mnist_autoencoder.data.shards import Shard, image_digests
 from mnist_autoencoder.errors import UserError
+from mnist_autoencoder.lifecycle import recovery
 from mnist_autoencoder.lifecycle import registry as rg
 from mnist_autoencoder.params import PathsConfig, validate_paths
 from tests import helpers
@@ -129,6 +131,11 @@ def test_four_promotions_racing_leave_every_row_and_a_serializable_history(datab
     champion = rg.registered_champion(models, DATASET)
     assert replay(rows) == champion.model_sha256 and champion.test_bce == 0.08
     assert {r.host for r in rows} and all(r.host for r in rows)
+    # each committed row has its record, written by the host that committed it
+    written = [json.loads(p.read_text()) for p in tmp_path.glob(f"host-*/models/{DATASET}/"
+                                                                "decisions/*.json")]
+    assert sorted((r["id"], r["run_id"]) for r in written) == sorted((r.id, r.run_id)
+                                                                     for r in rows)
 
 
 def test_the_races_repeated_twenty_times_lose_nothing(database, tmp_path):
@@ -152,13 +159,16 @@ def test_eight_ingests_from_two_hosts_land_each_image_once_in_one_chain(database
     helpers.register(tmp_path / "raw", DATASET)
     known = base_shard(tmp_path / "a" / "data", DATASET, tmp_path / "raw",
                        get_dataset(DATASET).file_names(), {"raw": "v1"})[0]
-    shared = tmp_path / "shared-batches"  # the store's batches; each host its own folders else
+    # the store's batches and their records; each host its own folders else
+    shared, records = tmp_path / "shared-batches", tmp_path / "shared-records"
     shared.mkdir()
+    records.mkdir()
     hosts = []
     for name in ("a", "b"):
         folder = snapshots.batch_path(tmp_path / name / "data", DATASET, "x").parent
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.symlink_to(shared)
+        (folder.parent / "records").symlink_to(records)
         hosts.append(tmp_path / name / "data")
     pool, labels = helpers.make_digits(400, seed=7)
     pool = pool.reshape(-1, 784)
@@ -195,6 +205,9 @@ def test_eight_ingests_from_two_hosts_land_each_image_once_in_one_chain(database
     assert sum(r.new for r in results) == len(offered)
     assert {*manifest["host"]} and all(manifest["host"])
     assert conflicts[0] >= 1  # an ingest lost a place and compared with the batch that took it
+    # the records beside the batches tell the same history: the losers' were removed
+    (found,) = recovery.survey(hosts[0], tmp_path / "a" / "artifacts")
+    assert found.matches and not found.notes and len(list(records.iterdir())) == len(ids)
 
 
 # ---- refusals: one line, the fix named, no password ----------------------------------------

@@ -43,6 +43,7 @@ from mnist_autoencoder.data.snapshots import (
     batch_shards,
     read_manifest,
     snapshot_id,
+    write_record,
 )
 from mnist_autoencoder.database import Conflict
 from mnist_autoencoder.errors import StateError
@@ -147,6 +148,7 @@ def _append(data_dir: Path, dataset: str, staged: Shard, indexed: set[str], offe
     keep = np.ones(len(digests), bool)
     current, held = staged.path, np.arange(len(digests))  # a shard and which rows it holds
     indexed = set(indexed)
+    record: Path | None = None
     # this machine's lock: make gc leaves the staging folder alone while it is held
     with locked(location("manifest_lock", data_dir, dataset=dataset)):
         try:
@@ -165,7 +167,6 @@ def _append(data_dir: Path, dataset: str, staged: Shard, indexed: set[str], offe
                 if path != current:
                     current, held = _place(current, held, np.flatnonzero(keep), digests,
                                            path, batch_id), np.flatnonzero(keep)
-                publish(path)  # on a store, the batch is there before its row names it
                 snapshot = snapshot_id(dataset, [*ids, batch_id])
                 row = {"seq": len(ids) + 1, "batch_id": batch_id, "snapshot_id": snapshot,
                        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -174,15 +175,21 @@ def _append(data_dir: Path, dataset: str, staged: Shard, indexed: set[str], offe
                        "offered": offered, "new": new, "duplicates": offered - new,
                        "payload": path.name, "payload_sha256": shard_sha256(path),
                        "host": socket.gethostname()}
+                # what a rebuild reads back
+                record = write_record(data_dir, dataset, row, snapshot_id(dataset, ids))
+                publish(path)  # on a store, the batch is there before its row names it
                 try:
                     append_row(data_dir, dataset, row)
-                    current = None  # named by the manifest: a batch now
+                    current = record = None  # named by the manifest: a batch now
                     return Ingested(snapshot, True, offered, new, offered - new, batch_id)
                 except Conflict:
+                    record.unlink(missing_ok=True)  # its next place, maybe its next id
                     continue  # another batch took this place: compare with it, try the next
         finally:
             if current is not None and current != staged.path:
                 shutil.rmtree(current, ignore_errors=True)  # not named: not a batch
+            if record is not None:
+                record.unlink(missing_ok=True)
 
 
 def _place(current: Path, held: np.ndarray, wanted: np.ndarray, digests: np.ndarray,

@@ -40,7 +40,14 @@ from mnist_autoencoder.data.shards import Shard, ShardWriter, verify
 from mnist_autoencoder.data.splits import SPLIT_CODES
 from mnist_autoencoder.errors import StateError
 from mnist_autoencoder.paths import location, stamps_dir
-from mnist_autoencoder.storage import atomic_path, locked, read_table, sha256_file, sha256_json
+from mnist_autoencoder.storage import (
+    atomic_path,
+    locked,
+    read_table,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+)
 
 RECENT_SHARE = 0.1  # of each batch's images, held out as the 'recent' test set
 
@@ -102,11 +109,11 @@ def manifest_url(data_dir: Path, dataset: str) -> str:
     legacy = location("legacy_manifest", data_dir, dataset=dataset)
     if legacy.is_file():
         migrate(data_dir, dataset)
-        _import_parquet(url, legacy, dataset)
+        _import_parquet(url, legacy, dataset, data_dir)
     return url
 
 
-def _import_parquet(url: str, legacy: Path, dataset: str) -> None:
+def _import_parquet(url: str, legacy: Path, dataset: str, data_dir: Path) -> None:
     table = read_table(legacy, SnapshotError, "every snapshot of the dataset is in it: restore "
                        f"it from a backup (its batches are intact in {legacy.parent / 'batches'})")
 
@@ -118,12 +125,15 @@ def _import_parquet(url: str, legacy: Path, dataset: str) -> None:
                 f"{legacy}: the database {db.masked(url)} already holds {known} batches of "
                 f"{dataset}, so this older manifest cannot be imported into it; move "
                 "the file aside, or point MNIST_AE_DATABASE_URL at the database it belongs to")
-        for seq, row in enumerate(table.to_dict("records"), 1):
-            conn.execute(db.batches.insert().values(
-                dataset=dataset, seq=seq, host=None,
-                **{k: db.plain(row[k]) for k in COLUMNS if k not in ("seq", "host")}))
+        for row in rows:
+            conn.execute(db.batches.insert().values(dataset=dataset, **row))
 
-    db.import_once(url, legacy, f"the {dataset} manifest", len(table), insert)
+    rows = [{k: db.plain(row[k]) for k in COLUMNS if k not in ("seq", "host")}
+            | {"seq": seq, "host": None} for seq, row in enumerate(table.to_dict("records"), 1)]
+    if db.import_once(url, legacy, f"the {dataset} manifest", len(table), insert):
+        parents = [base_id(dataset), *(row["snapshot_id"] for row in rows)]
+        for row, parent in zip(rows, parents):
+            write_record(data_dir, dataset, row, parent)
 
 
 def read_manifest(data_dir: Path, dataset: str) -> pd.DataFrame:
@@ -132,6 +142,18 @@ def read_manifest(data_dir: Path, dataset: str) -> pd.DataFrame:
         found = db.rows(conn, sa.select(*(db.batches.c[name] for name in COLUMNS)).where(
             db.batches.c.dataset == dataset).order_by(db.batches.c.seq))
     return pd.DataFrame(found, columns=COLUMNS)
+
+
+def write_record(data_dir: Path, dataset: str, row: dict[str, Any], parent: str) -> Path:
+    """Write a batch's row and the snapshot it extends (``parent``) beside its shard
+    (``batch_record``) before the row commits, so that ``python -m flows.state --rebuild``
+    can rebuild the manifest from the storage alone; return its path. The writer removes
+    it again if the row does not commit."""
+    path = location("batch_record", data_dir, dataset=dataset, batch_id=row["batch_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"dataset": dataset, "parent": parent,
+                             **{k: db.plain(v) for k, v in row.items()}})
+    return path
 
 
 def append_row(data_dir: Path, dataset: str, row: dict[str, Any]) -> None:

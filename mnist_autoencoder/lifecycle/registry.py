@@ -308,11 +308,14 @@ def _import_parquet(url: str, legacy: Path) -> None:
                        "backup, or move it aside to start a new history")
     records = [RegistryRow.from_record(r) for r in table.to_dict("records")]
 
-    def insert(conn: sa.Connection) -> None:
-        for row in records:
-            _insert(conn, row)
+    idents: list[int] = []
 
-    db.import_once(url, legacy, "the registry", len(records), insert)
+    def insert(conn: sa.Connection) -> None:
+        idents[:] = [_insert(conn, row) for row in records]
+
+    if db.import_once(url, legacy, "the registry", len(records), insert):
+        for row, ident in zip(records, idents):
+            write_record(legacy.parent, row, ident)
 
 
 def _insert(conn: sa.Connection, row: RegistryRow) -> int:
@@ -328,6 +331,16 @@ def _insert(conn: sa.Connection, row: RegistryRow) -> int:
             conn.execute(db.champions.insert().values(dataset=row.dataset, decision_id=pointer,
                                                       version=1))
     return ident
+
+
+def write_record(models_dir: Path, row: RegistryRow, ident: int) -> Path:
+    """Write a committed row beside the dataset's models (``decision_record``), so that
+    ``python -m flows.state --rebuild`` can rebuild the registry from the storage alone."""
+    name = f"{(row.time or 'undated').replace(':', '').replace('-', '')}-{ident:08d}"
+    path = location("decision_record", models_dir, dataset=row.dataset, stamp=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, row.values() | {"id": ident})
+    return path
 
 
 def read_registry(models_dir: Path) -> pd.DataFrame:
@@ -393,7 +406,16 @@ def append_registry(models_dir: Path, row: RegistryRow) -> RegistryRow:
     """Record one row (a repair, or an imported or test row); return it with its id."""
     with db.writing(registry_url(models_dir)) as conn:
         ident = _insert(conn, row)
+    write_record(models_dir, row, ident)
     return RegistryRow(**{**asdict(row), "id": ident})
+
+
+def restore_rows(models_dir: Path, rows: list[RegistryRow]) -> None:
+    """Insert rows read back from their records, in commit order, in one transaction: each
+    moves its dataset's pointer as it did (``flows.state --rebuild``). Their records exist."""
+    with db.writing(registry_url(models_dir)) as conn:
+        for row in rows:
+            _insert(conn, row)
 
 
 def install_champion(model_dir: Path, target: Path, info: dict[str, Any]) -> None:
@@ -523,7 +545,7 @@ def promote_model(challenger: dict[str, Any], models_dir: Path, dataset: str, to
                 if not holds_model(store, sha):
                     install_champion(model_dir, store, info)
             try:
-                _commit(url, row, version)
+                write_record(models_dir, row, _commit(url, row, version))
                 break
             except db.Conflict:  # decided meanwhile elsewhere: decide again against its champion
                 continue

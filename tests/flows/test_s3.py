@@ -20,6 +20,7 @@ from flows.cli import group_params
 from flows.drift import mnist_drift
 from flows.ingest import mnist_ingest
 from flows.score import mnist_score
+from flows.state import mnist_state
 from flows.sweep import mnist_sweep
 from mnist_autoencoder.database import DATABASE_ENV
 from mnist_autoencoder.lifecycle.registry import read_registry
@@ -273,3 +274,26 @@ def test_the_credentials_appear_in_no_file_log_or_artifact(store, prefect_api):
     assert artifacts and SECRET not in json.dumps(artifacts) and SECRET not in json.dumps(logs)
     runs = api(prefect_api, "/flow_runs/filter", {"limit": 200})
     assert runs and SECRET not in json.dumps(runs)  # parameters included
+
+
+def test_a_lost_database_is_rebuilt_from_the_store_by_a_machine_with_an_empty_disk(
+        store, monkeypatch):
+    s3, root, params = store
+    where = {"data_dir": DATA, "artifacts_dir": ARTIFACTS}
+    before = mnist_state(paths=where)
+    assert before["matches"]
+    held = before["datasets"][DATASET]
+    assert held["batches"] >= 1 and held["decisions"] >= 2 and held["champion"]
+    for folder in scratch_folders():
+        shutil.rmtree(folder)
+    monkeypatch.setenv(DATABASE_ENV, f"sqlite:///{root / 'rebuilt-state.db'}")  # a new one
+    rebuilt = mnist_state(rebuild=True, paths=where)
+    assert rebuilt["matches"] and rebuilt["datasets"][DATASET] | {"notes": []} == held | {
+        "notes": []}
+    assert not rebuilt["datasets"][DATASET]["notes"]
+    # the rebuilt database serves a scoring run with the same champion
+    batch = helpers.write_idx(root / "after-rebuild", *helpers.make_digits(100, seed=12),
+                              gz=False)
+    scored = mnist_score(**group_params(mnist_score, where | {"dataset": DATASET,
+                                                             "input": str(batch)}))
+    assert scored["counts"]["count"] == 100
