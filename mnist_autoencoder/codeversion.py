@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,26 @@ def _nodes(tree: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
             yield from _nodes(node, into_functions)
 
 
+_PARSING = threading.Lock()
+
+
+def _parse(path: Path, attempts: int = 5) -> ast.Module:
+    """``ast.parse`` of a file, one thread at a time and retried: on CPython 3.11 the AST
+    constructor's recursion counter is shared by the interpreter's threads, so a parse in
+    another thread during ours (two stages keyed at once on a Dask worker) fails it with
+    "AST constructor recursion depth mismatch" (python/cpython#106905; seen on a Dask
+    worker in tests/test_multihost.py, reproduced with two threads here)."""
+    source = path.read_bytes()
+    for attempt in range(attempts):
+        try:
+            with _PARSING:
+                return ast.parse(source, filename=str(path))
+        except SystemError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def imports_of(name: str, into_functions: bool = True) -> set[str]:
     """Every module name that the source of module ``name`` imports, anywhere in it.
 
@@ -73,7 +94,7 @@ def imports_of(name: str, into_functions: bool = True) -> set[str]:
     path = module_path(name)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _nodes(ast.parse(path.read_bytes(), filename=str(path)), into_functions):
+    for node in _nodes(_parse(path), into_functions):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
