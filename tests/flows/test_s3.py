@@ -38,7 +38,7 @@ DATA, ARTIFACTS = f"s3://{BUCKET}/team/data", f"s3://{BUCKET}/team/artifacts"
 @pytest.fixture(scope="module")
 def store(s3, prefect_api, tmp_path_factory):
     """The bucket, and the database every "machine" of the module shares (a SQLite file
-    here; tests/flows/test_hosts.py runs the same loop on PostgreSQL across hosts)."""
+    here; tests/test_multihost.py runs the loop on PostgreSQL across hosts)."""
     root = tmp_path_factory.mktemp("s3-flows")
     s3.bucket(BUCKET)
     params = helpers.growing_run(DATASET, root, n_train=800, val_size=200, warm_epochs=2,
