@@ -73,14 +73,14 @@ def _parse(path: Path, attempts: int = 5) -> ast.Module:
     "AST constructor recursion depth mismatch" (python/cpython#106905; seen on a Dask
     worker in tests/test_multihost.py, reproduced with two threads here)."""
     source = path.read_bytes()
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             with _PARSING:
                 return ast.parse(source, filename=str(path))
         except SystemError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+            pass
+    with _PARSING:
+        return ast.parse(source, filename=str(path))
 
 
 def imports_of(name: str, into_functions: bool = True) -> set[str]:

@@ -178,6 +178,13 @@ def summary_states(stdout):
 
 # ---- the Prefect API ------------------------------------------------------------------------
 
+def epoch(timestamp) -> float:
+    """Seconds since the epoch of a timestamp the Prefect API gives (ISO text)."""
+    import pandas as pd
+
+    return pd.Timestamp(timestamp).timestamp()
+
+
 def api(url, path, body=None, method=None):
     """One call of the Prefect REST API at ``url``; its JSON answer."""
     data = None if body is None else json.dumps(body).encode()

@@ -38,7 +38,7 @@ from mnist_autoencoder.data.catalog import declare
 from mnist_autoencoder.store import default_scratch
 from ops.local_prefect import POOL, is_healthy, server_database_url
 from tests import helpers
-from tests.helpers import PROJECT, api
+from tests.helpers import PROJECT, api, epoch
 from tests.multihost import Cluster, HostPgCluster, namespaces_unavailable
 from tests.postgres import PASSWORD, Unavailable
 from tests.s3 import SECRET, free_port
@@ -65,10 +65,6 @@ class Timeline:
         text = f"{header}\n{body}\n"
         self.path.write_text(text)
         return text
-
-
-def _epoch(timestamp) -> float:
-    return pd.Timestamp(timestamp).timestamp()
 
 
 def wait(condition, timeout: float, what: str, cluster: Cluster, every: float = 1.0):
@@ -238,9 +234,9 @@ def _scenario(cluster: Cluster, pg: HostPgCluster, timeline: Timeline, mode: str
         (seq, snapshot, ingest_host, added), = conn.execute(
             "SELECT seq, snapshot_id, host, time FROM batches WHERE dataset = %s",
             (DATASET,)).fetchall()
-    timeline.add(_epoch(ingest_run["start_time"]), f"ingest flow run {ingest_run['name']} "
+    timeline.add(epoch(ingest_run["start_time"]), f"ingest flow run {ingest_run['name']} "
                  f"started on worker host-b (queue host-b)")
-    timeline.add(_epoch(added), f"ingest on {ingest_host}: snapshot {snapshot} (batch seq "
+    timeline.add(epoch(added), f"ingest on {ingest_host}: snapshot {snapshot} (batch seq "
                  f"{seq}, 300 new) in PostgreSQL, its shard in {DATA}")
 
     # ---- 2. the event, and the retrain it triggers on C
@@ -249,7 +245,7 @@ def _scenario(cluster: Cluster, pg: HostPgCluster, timeline: Timeline, mode: str
         "name": ["mnist.snapshot.created"]}}})["events"], 30, "the mnist.snapshot.created "
         "event", cluster)
     assert event["resource"]["prefect.resource.id"] == f"mnist.snapshot.{snapshot}"
-    timeline.add(_epoch(event["occurred"]), f"event mnist.snapshot.created, resource "
+    timeline.add(epoch(event["occurred"]), f"event mnist.snapshot.created, resource "
                  f"mnist.snapshot.{snapshot}")
 
     def retrain_done():
@@ -265,9 +261,9 @@ def _scenario(cluster: Cluster, pg: HostPgCluster, timeline: Timeline, mode: str
     assert retrain["id"] in (base / "logs" / "c-worker.log").read_text()
     assert retrain["id"] not in (base / "logs" / "b-worker.log").read_text()
     created = api(api_url, f"/flow_runs/{retrain['id']}")["created"]
-    timeline.add(_epoch(created), f"flow run {retrain['name']} of scheduled-retrain created "
+    timeline.add(epoch(created), f"flow run {retrain['name']} of scheduled-retrain created "
                  f"by the trigger (parameters data.snapshot=mnist.snapshot.{snapshot})")
-    timeline.add(_epoch(retrain["start_time"]), f"flow run {retrain['name']} started on "
+    timeline.add(epoch(retrain["start_time"]), f"flow run {retrain['name']} started on "
                  f"worker host-c (queue {retrain['work_queue_name']}, process "
                  f"{retrain.get('infrastructure_pid')})")
 
@@ -286,10 +282,10 @@ def _scenario(cluster: Cluster, pg: HostPgCluster, timeline: Timeline, mode: str
     stored = sorted(f for f in tree if f.startswith(f"models/{DATASET}/store/{sha[:24]}/"))
     assert any(f.endswith("/autoencoder.keras") for f in stored), sorted(tree)[:50]
     model_key = tree[next(f for f in stored if f.endswith("/autoencoder.keras"))][0]
-    timeline.add(_epoch(decided), f"decision on {decided_on}: {event_name} ({reason}); row id "
+    timeline.add(epoch(decided), f"decision on {decided_on}: {event_name} ({reason}); row id "
                  f"{ident} in PostgreSQL decisions, champions -> {ident}; model "
                  f"{sha[:16]}... in {ARTIFACTS}/objects/{model_key[:2]}/{model_key[:16]}...")
-    timeline.add(_epoch(retrain["end_time"]), f"flow run {retrain['name']} completed on "
+    timeline.add(epoch(retrain["end_time"]), f"flow run {retrain['name']} completed on "
                  "host-c")
 
     # ---- 4. the score deployment on B, with that champion, in shards on Dask (B and C)
@@ -332,9 +328,9 @@ def _scenario(cluster: Cluster, pg: HostPgCluster, timeline: Timeline, mode: str
     table = pd.read_parquet(io.BytesIO(s3.get_object(
         Bucket=BUCKET, Key=f"team/artifacts/objects/{key[:2]}/{key}")["Body"].read()))
     assert len(table) == 400
-    timeline.add(_epoch(score_run["start_time"]), f"score flow run {score_run['name']} "
+    timeline.add(epoch(score_run["start_time"]), f"score flow run {score_run['name']} "
                  "started on worker host-b (queue host-b)")
-    timeline.add(_epoch(score_run["end_time"]), f"score run on host-b: {len(table)} rows, "
+    timeline.add(epoch(score_run["end_time"]), f"score run on host-b: {len(table)} rows, "
                  f"model {sha[:16]}... (the champion of decision {ident}, read from "
                  f"models/{DATASET}/store/ in S3); score shards on Dask workers: " + ", ".join(
                      f"{host} ran {len(keys)}" for host, keys in sorted(shards.items()))

@@ -40,6 +40,7 @@ from mnist_autoencoder.data.snapshots import (
 )
 from mnist_autoencoder.errors import StateError
 from mnist_autoencoder.lifecycle.registry import (
+    POINTER_EVENTS,
     RegistryRow,
     read_champion,
     read_registry,
@@ -69,10 +70,8 @@ class Found:
         """The model sha256 the decisions make champion (replayed as the database does)."""
         sha = None
         for row in self.decisions:
-            if row.event in ("promoted", "reinstated"):
-                sha = row.model_sha256
-            elif row.event == "lost":
-                sha = None
+            if row.event in POINTER_EVENTS:
+                sha = row.model_sha256 if POINTER_EVENTS[row.event] else None
         return sha
 
     @property
@@ -90,10 +89,10 @@ def survey(data_dir: Path, artifacts_dir: Path) -> list[Found]:
                    | {p.parent.name for p in models.glob("*/decisions")}
                    | {p.parent.name for p in models.glob("*/store")})
     found = [_batches(data_dir, name) for name in names]
+    registry = read_registry(models)
     for item in found:
         _decisions(models, item)
         manifest = read_manifest(data_dir, item.dataset)
-        registry = read_registry(models)
         champion = registered_champion(models, item.dataset)
         item.in_database = {
             "batches": list(manifest["batch_id"]),
@@ -171,7 +170,6 @@ def _decisions(models: Path, item: Found) -> None:
     no record names."""
     folder = location("decision_record", models, dataset=item.dataset, stamp="x").parent
     records = [r for p in sorted(folder.glob("*.json")) if (r := _read(p, item.notes))]
-    records.sort(key=lambda r: (r.get("time") or "", r.get("id") or 0))
     named = {r.get("model_sha256") for r in records}
     stored = []
     for info_path in sorted(location("model_store", models, dataset=item.dataset,
@@ -186,8 +184,7 @@ def _decisions(models: Path, item: Found) -> None:
         item.notes.append(f"model {info['model_sha256'][:12]}: no record; a promoted row is "
                           f"rebuilt from {info_path}")
     rows = sorted(records + stored, key=lambda r: (r.get("time") or "", r.get("id") or 0))
-    item.decisions = [RegistryRow.from_record({k: v for k, v in r.items() if k != "id"})
-                      for r in rows]
+    item.decisions = [RegistryRow.from_record(r) for r in rows]  # inserted with new ids
 
 
 def describe(item: Found) -> list[str]:

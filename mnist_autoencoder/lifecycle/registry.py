@@ -318,12 +318,17 @@ def _import_parquet(url: str, legacy: Path) -> None:
             write_record(legacy.parent, row, ident)
 
 
+# The events that move a dataset's champion pointer: to their own row (True), or to none
+POINTER_EVENTS = {"promoted": True, "reinstated": True, "lost": False}
+
+
 def _insert(conn: sa.Connection, row: RegistryRow) -> int:
-    """Insert a row; a champion event (promoted, reinstated, lost) moves the dataset's pointer
-    unconditionally (imports and repairs; decisions use ``_commit``). Returns the row's id."""
+    """Insert a row; a champion event (``POINTER_EVENTS``) moves the dataset's pointer
+    unconditionally (imports, repairs, rebuilds; decisions use ``_commit``). Returns the
+    row's id."""
     ident = conn.execute(db.decisions.insert().values(**row.values())).inserted_primary_key[0]
-    if row.event in ("promoted", "reinstated", "lost"):
-        pointer = None if row.event == "lost" else ident
+    if row.event in POINTER_EVENTS:
+        pointer = ident if POINTER_EVENTS[row.event] else None
         updated = conn.execute(db.champions.update().where(
             db.champions.c.dataset == row.dataset).values(
                 decision_id=pointer, version=db.champions.c.version + 1)).rowcount

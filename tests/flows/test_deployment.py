@@ -24,7 +24,7 @@ from ops.local_prefect import (
     stop_process,
 )
 from tests import helpers
-from tests.helpers import PROJECT, api, write_idx
+from tests.helpers import PROJECT, api, epoch, write_idx
 
 
 def prefect(args, env, timeout=300):
@@ -49,10 +49,6 @@ def wait_for_run(url, deployment_id, timeout):
 
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-def _epoch(timestamp) -> float:
-    return pd.Timestamp(timestamp).timestamp()
 
 
 @pytest.mark.integration
@@ -124,10 +120,10 @@ def test_smoke_deployment_completes_on_a_worker_and_schedule_is_registered(mnist
         (event,) = [e for e in api(url, "/events/filter", {"filter": {"event": {
             "name": ["mnist.snapshot.created"]}}})["events"]]
         timeline = {"ingest started": started, "ingest finished": ingest_done,
-                    "event occurred": _epoch(event["occurred"]),
-                    "run started": _epoch(triggered["start_time"]),
-                    "decision recorded": _epoch(decided["time"].iloc[0]),
-                    "run finished": _epoch(triggered["end_time"])}
+                    "event occurred": epoch(event["occurred"]),
+                    "run started": epoch(triggered["start_time"]),
+                    "decision recorded": epoch(decided["time"].iloc[0]),
+                    "run finished": epoch(triggered["end_time"])}
         print("\nEvent-driven retrain timeline (s after ingest started): " + ", ".join(
             f"{name} {moment - started:.1f}" for name, moment in timeline.items()))
         # the weekly cron's run, with no new snapshot since: nothing trains, nothing is decided
